@@ -1,0 +1,207 @@
+"""The service registry: what services tell it, and what the discovery worker announces.
+
+Inputs (`registry.register`, `registry.heartbeat`, `registry.deregister`, `registry.drain`,
+`resource.observed`) are published by services or their host agents; the rest are published by
+the discovery worker.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._base import Event
+from ._types import (
+    Address,
+    InstanceId,
+    InstanceStatus,
+    Load,
+    Meta,
+    Port,
+    ServiceName,
+    Status,
+    Tags,
+    Text,
+    UtcDatetime,
+)
+from .resources import ObservedResource
+
+__all__ = [
+    "Deregister",
+    "Drain",
+    "Heartbeat",
+    "HeartbeatUnknown",
+    "Instance",
+    "InstanceDeregistered",
+    "InstanceExpired",
+    "InstanceRegistered",
+    "InstanceStatusChanged",
+    "ProtectionEntered",
+    "ProtectionExited",
+    "Register",
+    "ResourceObserved",
+]
+
+TtlS = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
+"""Seconds without a heartbeat before an instance turns critical (fractions allowed)."""
+
+DeregisterAfterS = Annotated[float, Field(ge=0, le=7 * 86_400, allow_inf_nan=False)]
+"""Seconds an instance may stay critical before it is removed."""
+
+Weight = Annotated[int, Field(ge=1, le=1000)]
+"""Relative share of picks under the `weighted` strategy."""
+
+Count = Annotated[int, Field(ge=0)]
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+
+class Register(Event):
+    """Add an instance, or update it (a re-registration under another service moves it)."""
+
+    TYPE: ClassVar[str] = "registry.register"
+
+    service: ServiceName
+    instance_id: InstanceId
+    address: Address
+    port: Port
+    tags: Tags = []
+    meta: Meta = {}
+    ttl_s: TtlS = 30.0
+    deregister_after_s: DeregisterAfterS = 90.0
+    weight: Weight = 1
+
+
+class Heartbeat(Event):
+    """An instance is alive, with its own view of its health."""
+
+    TYPE: ClassVar[str] = "registry.heartbeat"
+
+    service: ServiceName
+    instance_id: InstanceId
+    status: Status = "passing"
+    note: Text = ""
+    load: Load | None = None
+
+
+class Deregister(Event):
+    """Remove an instance now."""
+
+    TYPE: ClassVar[str] = "registry.deregister"
+
+    service: ServiceName
+    instance_id: InstanceId
+
+
+class Drain(Event):
+    """Stop sending an instance new work (it leaves picks but stays listed) before it leaves."""
+
+    TYPE: ClassVar[str] = "registry.drain"
+
+    service: ServiceName
+    instance_id: InstanceId
+
+
+class ResourceObserved(Event):
+    """What a host agent sees running on its host."""
+
+    TYPE: ClassVar[str] = "resource.observed"
+
+    host: InstanceId
+    resources: Annotated[list[ObservedResource], Field(max_length=10_000)] = []
+
+
+# --- the registry's view -------------------------------------------------------------------------
+
+
+class Instance(BaseModel):
+    """One registered instance, as the registry holds it and the edge shows it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    service: ServiceName
+    instance_id: InstanceId
+    address: Address
+    port: Port
+    tags: Tags = []
+    meta: Meta = {}
+    weight: Weight = 1
+    status: InstanceStatus
+    registered_at: UtcDatetime
+    last_heartbeat: UtcDatetime | None = None
+    ttl_s: TtlS = 30.0
+    deregister_after_s: DeregisterAfterS = 90.0
+    load: Load | None = None
+    note: Text = ""
+
+
+# --- published by the discovery worker -----------------------------------------------------------
+
+
+class InstanceRegistered(Event):
+    """A new instance, or a re-registration that changed it."""
+
+    TYPE: ClassVar[str] = "registry.instance.registered"
+
+    instance: Instance
+
+
+class InstanceStatusChanged(Event):
+    """A transition between statuses; `reason` says why (`heartbeat_missed`, `reported`,
+    `drain_requested`, `recovered`, ...). `previous` is null for an instance's first status."""
+
+    TYPE: ClassVar[str] = "registry.instance.status_changed"
+
+    service: ServiceName
+    instance_id: InstanceId
+    previous: InstanceStatus | None = None
+    status: InstanceStatus
+    reason: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class InstanceExpired(Event):
+    """Critical for longer than `deregister_after_s`: removed."""
+
+    TYPE: ClassVar[str] = "registry.instance.expired"
+
+    service: ServiceName
+    instance_id: InstanceId
+    last_heartbeat: UtcDatetime | None = None
+
+
+class InstanceDeregistered(Event):
+    """Removed on request."""
+
+    TYPE: ClassVar[str] = "registry.instance.deregistered"
+
+    service: ServiceName
+    instance_id: InstanceId
+
+
+class _Protection(Event):
+    critical: Count
+    total: Count
+    threshold: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+class ProtectionEntered(_Protection):
+    """Too many instances went critical at once: expiry is suspended until heartbeats resume."""
+
+    TYPE: ClassVar[str] = "registry.protection.entered"
+
+
+class ProtectionExited(_Protection):
+    """Heartbeats resumed: expiry applies again."""
+
+    TYPE: ClassVar[str] = "registry.protection.exited"
+
+
+class HeartbeatUnknown(Event):
+    """A heartbeat for an instance the registry does not know: it should register again."""
+
+    TYPE: ClassVar[str] = "registry.heartbeat.unknown"
+
+    service: ServiceName
+    instance_id: InstanceId
