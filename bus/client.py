@@ -1,0 +1,122 @@
+"""`Bus`: one connection's publisher, RPC client, consumers and servers, opened and closed
+together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from pydantic import BaseModel
+
+from bus.clock import Clock, WallClock
+from bus.consumer import ConsumerPolicy, EventConsumer, Handler
+from bus.publisher import Publisher
+from bus.rpc import Method, RpcClient, RpcServer
+from bus.topology import declare_exchanges, declare_worker_queue, worker_queue
+from bus.transport import Transport, create_transport
+from bus.transport.memory import MemoryTransport
+
+log = logging.getLogger(__name__)
+
+
+class Bus:
+    """A connection to the bus and what runs over it.
+
+    >>> async with Bus("memory://", source="web") as bus:
+    ...     await bus.publish(
+    ...         Register(service="web", instance_id="web-1", address="127.0.0.1", port=80)
+    ...     )
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        source: str,
+        transport: Transport | None = None,
+        clock: Clock | None = None,
+        rpc_timeout: float = 5.0,
+    ) -> None:
+        if transport is None:
+            if url is None:
+                raise ValueError("Bus needs a url or a transport")
+            transport = create_transport(url, name=source)
+        self.transport = transport
+        self.source = source
+        self.clock: Clock = clock or WallClock()
+        self.publisher = Publisher(transport, source=source, clock=self.clock)
+        self.rpc = RpcClient(transport, default_timeout=rpc_timeout)
+        self.consumers: list[EventConsumer] = []
+        self.servers: list[RpcServer] = []
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect and declare the exchanges (and, on RabbitMQ, the log stream)."""
+        await self.transport.connect()
+        await declare_exchanges(
+            self.transport, log_stream=not isinstance(self.transport, MemoryTransport)
+        )
+
+    @property
+    def ready(self) -> bool:
+        """Connected, with every consumer and server registered."""
+        return (
+            self.transport.is_connected
+            and all(c.ready for c in self.consumers)
+            and all(s.ready for s in self.servers)
+        )
+
+    async def publish(self, event: BaseModel, **kwargs: Any) -> str:
+        return await self.publisher.publish(event, **kwargs)
+
+    async def call(
+        self, method: str, params: BaseModel | Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Any:
+        return await self.rpc.call(method, params, **kwargs)
+
+    async def subscribe(
+        self,
+        queue: str,
+        patterns: list[str],
+        handlers: Mapping[str, Handler],
+        models: Mapping[str, type[BaseModel]],
+        *,
+        policy: ConsumerPolicy | None = None,
+    ) -> EventConsumer:
+        """Declare the worker queue `queue` (quorum, with its DLQ), bind it, and consume it."""
+        await declare_worker_queue(self.transport, worker_queue(queue), patterns)
+        consumer = EventConsumer(self.transport, queue, handlers, models, policy=policy)
+        await consumer.start()
+        self.consumers.append(consumer)
+        return consumer
+
+    async def serve(
+        self, service: str, methods: Mapping[str, Method], *, prefetch: int = 64
+    ) -> RpcServer:
+        server = RpcServer(self.transport, service, methods, prefetch=prefetch)
+        await server.start()
+        self.servers.append(server)
+        return server
+
+    async def close(self) -> None:
+        """Graceful: stop servers and consumers (finishing in-flight work), then disconnect."""
+        for server in reversed(self.servers):
+            await server.stop()
+        for consumer in reversed(self.consumers):
+            await consumer.stop()
+        self.servers.clear()
+        self.consumers.clear()
+        await self.transport.close()

@@ -1,0 +1,209 @@
+"""Consuming events: the one place where acknowledgement is decided.
+
+The policy, for every delivery:
+
+1. Read the CloudEvents attributes and validate the body into the event's model. A message
+   that cannot be decoded is dead-lettered at once (retrying cannot fix it).
+2. Call the handler for its type. `Reject` dead-letters at once; `Retry` and unexpected
+   exceptions are retried with exponential backoff (tenacity), then dead-lettered.
+3. Ack only after the handler returned, i.e. after its transaction committed.
+
+Dead-lettering publishes a copy to `govbus.dlx` (routing key = the queue name, so it lands in
+`<queue>.dlq`) with headers `x-govbus-error` and `x-govbus-attempts`, waits for the confirm and
+then acks the original; if that publish fails the message is requeued instead, so nothing is
+lost. Handlers never ack; deliveries are processed in order (`concurrency=1`) unless told so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from bus.errors import BusError, DecodeError, Reject
+from bus.message import Delivery, EventMeta, event_meta
+from bus.topology import DLX
+from bus.transport.base import Subscription, Transport
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, EventMeta], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerPolicy:
+    """How a consumer takes work: prefetch, parallelism, retries."""
+
+    prefetch: int = 256
+    concurrency: int = 1
+    max_attempts: int = 3
+    backoff_initial_s: float = 0.05
+    backoff_max_s: float = 2.0
+    shutdown_timeout_s: float = 10.0
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """A one-line summary naming each bad field: `port: Input should be ...`."""
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+@dataclass(slots=True)
+class ConsumerStats:
+    delivered: int = 0
+    handled: int = 0
+    ignored: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+
+
+class EventConsumer:
+    """Consumes a queue and dispatches each event to the handler for its type."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        queue: str,
+        handlers: Mapping[str, Handler],
+        models: Mapping[str, type[BaseModel]],
+        *,
+        policy: ConsumerPolicy | None = None,
+    ) -> None:
+        self.transport = transport
+        self.queue = queue
+        self.handlers = dict(handlers)
+        self.models = models
+        self.policy = policy or ConsumerPolicy()
+        self.stats = ConsumerStats()
+        self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        self._subscription: Subscription | None = None
+        self._busy = 0
+
+    @property
+    def ready(self) -> bool:
+        """True once the consumer is registered with a connected broker."""
+        return self._subscription is not None and self.transport.is_connected
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._workers = [
+            loop.create_task(self._work(), name=f"consumer:{self.queue}:{i}")
+            for i in range(self.policy.concurrency)
+        ]
+        self._subscription = await self.transport.consume(
+            self.queue, self._inbox.put_nowait, prefetch=self.policy.prefetch
+        )
+
+    async def stop(self) -> None:
+        """Graceful: stop taking work, finish what is in flight, give the rest back."""
+        sub, self._subscription = self._subscription, None
+        if sub is not None:
+            await sub.cancel()
+        deadline = asyncio.get_running_loop().time() + self.policy.shutdown_timeout_s
+        while (
+            self._busy or not self._inbox.empty()
+        ) and asyncio.get_running_loop().time() < deadline:
+            if not self._busy and not self._inbox.empty() and not self._workers:
+                break
+            await asyncio.sleep(0.01)
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers = []
+        if sub is not None:
+            await sub.close()  # whatever is still unsettled goes back to the queue
+
+    async def _work(self) -> None:
+        while True:
+            delivery = await self._inbox.get()
+            self._busy += 1
+            try:
+                await self.process(delivery)
+            except BusError as exc:
+                # The connection dropped while settling: the broker redelivers the message.
+                log.warning("settling a message from %s failed: %s", self.queue, exc)
+            finally:
+                self._busy -= 1
+
+    async def process(self, delivery: Delivery) -> None:
+        """Apply the policy to one delivery (public so replay can drive it directly)."""
+        self.stats.delivered += 1
+        try:
+            meta = event_meta(delivery)
+        except ValueError as exc:
+            await self._dead_letter(delivery, f"undecodable: {exc}", 0)
+            return
+        handler = self.handlers.get(meta.type)
+        if handler is None:
+            self.stats.ignored += 1
+            await delivery.ack()
+            return
+        model = self.models.get(meta.type)
+        if model is None:
+            await self._dead_letter(delivery, f"undecodable: unknown event type {meta.type!r}", 0)
+            return
+        try:
+            event = model.model_validate_json(delivery.message.body)
+        except ValidationError as exc:
+            await self._dead_letter(delivery, f"invalid {meta.type}: {describe_validation(exc)}", 0)
+            return
+        attempts = 0
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_not_exception_type((Reject, DecodeError)),
+                stop=stop_after_attempt(self.policy.max_attempts),
+                wait=wait_exponential(
+                    multiplier=self.policy.backoff_initial_s, max=self.policy.backoff_max_s
+                ),
+                reraise=True,
+            ):
+                with attempt:
+                    attempts += 1
+                    if attempts > 1:
+                        self.stats.retried += 1
+                    await handler(event, meta)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("%s %s failed after %d attempt(s): %s", meta.type, meta.id, attempts, exc)
+            log.debug("handler failure", exc_info=exc)
+            await self._dead_letter(delivery, f"{type(exc).__name__}: {exc}", attempts)
+            return
+        self.stats.handled += 1
+        await delivery.ack()
+
+    async def _dead_letter(self, delivery: Delivery, reason: str, attempts: int) -> None:
+        message = delivery.message
+        headers = {
+            **message.headers,
+            "x-govbus-error": reason[:1000],
+            "x-govbus-attempts": attempts,
+            "x-govbus-queue": self.queue,
+            "x-govbus-routing-key": delivery.routing_key,
+        }
+        try:
+            await self.transport.publish(DLX, self.queue, replace(message, headers=headers))
+        except BusError as exc:
+            log.error("dead-lettering a message from %s failed (%s): requeued", self.queue, exc)
+            await delivery.nack(requeue=True)
+            return
+        self.stats.dead_lettered += 1
+        log.warning("dead-lettered a message from %s: %s", self.queue, reason)
+        await delivery.ack()

@@ -1,0 +1,150 @@
+"""Messages as the transports carry them, and their CloudEvents 1.0 meaning.
+
+A `Message` is the AMQP view (body, properties, headers) shared by both transports. An event
+travels in CloudEvents *binary mode*: the body is the JSON payload and the event attributes
+are AMQP properties and `ce-*` headers, so any AMQP client in any language can read it.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SPECVERSION = "1.0"
+JSON = "application/json"
+
+
+@dataclass(slots=True)
+class Message:
+    """One AMQP message: body plus the properties govbus uses."""
+
+    body: bytes
+    message_id: str | None = None
+    type: str | None = None
+    timestamp: datetime | None = None
+    app_id: str | None = None
+    content_type: str | None = JSON
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    headers: dict[str, Any] = field(default_factory=dict)
+    expiration_ms: int | None = None
+    persistent: bool = True
+
+
+class Delivery(abc.ABC):
+    """A message handed to a consumer, to be settled exactly once by the consumer policy."""
+
+    __slots__ = ("delivery_count", "exchange", "message", "redelivered", "routing_key")
+
+    def __init__(
+        self,
+        message: Message,
+        *,
+        exchange: str,
+        routing_key: str,
+        redelivered: bool,
+        delivery_count: int,
+    ) -> None:
+        self.message = message
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.redelivered = redelivered
+        # Failed deliveries before this one (quorum queues' `x-delivery-count`).
+        self.delivery_count = delivery_count
+
+    @abc.abstractmethod
+    async def ack(self) -> None:
+        """The message is done with: the broker forgets it."""
+
+    @abc.abstractmethod
+    async def nack(self, *, requeue: bool) -> None:
+        """Give the message back (requeue) or dead-letter it through the queue's DLX."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventMeta:
+    """The CloudEvents attributes of a consumed event, next to its typed payload."""
+
+    id: str
+    type: str
+    source: str
+    time: datetime
+    traceparent: str | None = None
+    correlation_id: str | None = None
+    redelivered: bool = False
+    delivery_count: int = 0
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and a `Z`, the form every log line uses."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an RFC 3339 time; naive times are taken as UTC."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def event_message(
+    *,
+    event_type: str,
+    body: bytes,
+    event_id: str,
+    source: str,
+    time: datetime,
+    traceparent: str | None = None,
+    correlation_id: str | None = None,
+) -> Message:
+    """Build the binary-mode CloudEvent for an event payload already encoded as JSON."""
+    headers: dict[str, Any] = {
+        "ce-specversion": SPECVERSION,
+        "ce-time": format_time(time),
+        "ce-source": source,
+    }
+    if traceparent:
+        headers["traceparent"] = traceparent
+    return Message(
+        body=body,
+        message_id=event_id,
+        type=event_type,
+        timestamp=time,
+        app_id=source,
+        correlation_id=correlation_id,
+        headers=headers,
+    )
+
+
+def event_meta(delivery: Delivery) -> EventMeta:
+    """Read the CloudEvents attributes of a delivery; raises ValueError when one is missing."""
+    msg = delivery.message
+    headers = msg.headers
+    if not msg.message_id:
+        raise ValueError("message_id (the event id) is missing")
+    event_type = msg.type or delivery.routing_key
+    raw_time = headers.get("ce-time")
+    if isinstance(raw_time, bytes):
+        raw_time = raw_time.decode()
+    if isinstance(raw_time, str):
+        try:
+            time = parse_time(raw_time)
+        except ValueError as exc:
+            raise ValueError(f"header ce-time is not an RFC 3339 time: {raw_time!r}") from exc
+    elif msg.timestamp is not None:
+        time = msg.timestamp if msg.timestamp.tzinfo else msg.timestamp.replace(tzinfo=UTC)
+    else:
+        raise ValueError("the event time (header ce-time or the timestamp property) is missing")
+    source = headers.get("ce-source") or msg.app_id or "unknown"
+    traceparent = headers.get("traceparent")
+    return EventMeta(
+        id=msg.message_id,
+        type=event_type,
+        source=source.decode() if isinstance(source, bytes) else str(source),
+        time=time,
+        traceparent=traceparent.decode() if isinstance(traceparent, bytes) else traceparent,
+        correlation_id=msg.correlation_id,
+        redelivered=delivery.redelivered,
+        delivery_count=delivery.delivery_count,
+    )

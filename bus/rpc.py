@@ -1,0 +1,306 @@
+"""Request/reply over `govbus.rpc` with direct reply-to.
+
+A request goes to `govbus.rpc` with the method as routing key, `reply_to` =
+`amq.rabbitmq.reply-to`, a `correlation_id`, and its deadline twice: as the message
+expiration (the broker drops it unread) and as header `x-govbus-deadline` (epoch ms; the
+server skips work whose caller has given up). The reply carries the `correlation_id`, header
+`x-govbus-status` (`ok` or an error code) and a JSON body: the result or
+`{"code", "message", "details"}`.
+
+Many calls share one channel: a dict of futures by correlation id, no lock. The request is
+mandatory, so a method nobody serves is returned at once as `NoResponder`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
+
+from bus.breaker import CircuitBreaker
+from bus.consumer import describe_validation
+from bus.errors import (
+    BusError,
+    ConnectionLost,
+    DeadlineExceeded,
+    InternalError,
+    Invalid,
+    NoResponder,
+    RpcError,
+    Unavailable,
+    Unroutable,
+    rpc_error,
+)
+from bus.message import Delivery, Message
+from bus.topology import RPC, rpc_queue
+from bus.transport.base import DIRECT_REPLY_TO, Subscription, Transport
+
+log = logging.getLogger(__name__)
+R = TypeVar("R", bound=BaseModel)
+
+DEFAULT_TIMEOUT_S = 5.0
+STATUS = "x-govbus-status"
+DEADLINE = "x-govbus-deadline"
+
+RpcHandler = Callable[[Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    """One served method: its request model and handler."""
+
+    request: type[BaseModel]
+    handler: RpcHandler
+
+
+class RpcClient:
+    """Calls methods; one per connection, safe for any number of concurrent calls."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        default_timeout: float = DEFAULT_TIMEOUT_S,
+        breaker_threshold: int = 5,
+        breaker_cooldown_s: float = 5.0,
+    ) -> None:
+        self.transport = transport
+        self.default_timeout = default_timeout
+        self._pending: dict[str, asyncio.Future[Message]] = {}
+        self._prefix = os.urandom(6).hex()
+        self._ids = itertools.count(1)
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._threshold = breaker_threshold
+        self._cooldown = breaker_cooldown_s
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            await self.transport.consume_replies(self._on_reply)
+            self.transport.on_disconnect(self._fail_pending)
+            self._started = True
+
+    def breaker(self, method: str) -> CircuitBreaker:
+        breaker = self._breakers.get(method)
+        if breaker is None:
+            breaker = self._breakers[method] = CircuitBreaker(
+                method, self._threshold, self._cooldown
+            )
+        return breaker
+
+    def _on_reply(self, delivery: Delivery) -> None:
+        correlation_id = delivery.message.correlation_id
+        future = self._pending.pop(correlation_id, None) if correlation_id else None
+        if future is not None and not future.done():
+            future.set_result(delivery.message)
+
+    def _fail_pending(self, exc: BaseException | None) -> None:
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(
+                    ConnectionLost(f"the broker connection dropped: {exc or 'closed'}")
+                )
+
+    @overload
+    async def call(
+        self,
+        method: str,
+        params: BaseModel | Mapping[str, Any] | None = None,
+        *,
+        reply: type[R],
+        timeout: float | None = None,
+        headers: Mapping[str, Any] | None = None,
+    ) -> R: ...
+
+    @overload
+    async def call(
+        self,
+        method: str,
+        params: BaseModel | Mapping[str, Any] | None = None,
+        *,
+        reply: None = None,
+        timeout: float | None = None,
+        headers: Mapping[str, Any] | None = None,
+    ) -> Any: ...
+
+    async def call(
+        self,
+        method: str,
+        params: BaseModel | Mapping[str, Any] | None = None,
+        *,
+        reply: type[R] | None = None,
+        timeout: float | None = None,
+        headers: Mapping[str, Any] | None = None,
+    ) -> R | Any:
+        """Call `method` and return its result (validated into `reply` when given).
+
+        Raises the typed `RpcError` the server answered, `NoResponder` at once when no worker
+        serves the method, `DeadlineExceeded` past the deadline and `CircuitOpen` while the
+        method's breaker is open.
+        """
+        if not self._started:
+            await self.start()
+        breaker = self.breaker(method)
+        breaker.before_call()
+        timeout = self.default_timeout if timeout is None else timeout
+        body = to_json(params) if isinstance(params, BaseModel) else orjson.dumps(params or {})
+        correlation_id = f"{self._prefix}.{next(self._ids)}"
+        deadline_ms = int((time.time() + timeout) * 1000)
+        message = Message(
+            body=body,
+            correlation_id=correlation_id,
+            reply_to=DIRECT_REPLY_TO,
+            headers={DEADLINE: deadline_ms, **(headers or {})},
+            expiration_ms=max(int(timeout * 1000), 1),
+            persistent=False,
+        )
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        try:
+            async with asyncio.timeout(timeout):
+                await self.transport.publish(RPC, method, message)
+                answer = await future
+        except Unroutable as exc:
+            breaker.failure()
+            raise NoResponder(f"no worker serves {method!r}", {"method": method}) from exc
+        except TimeoutError as exc:
+            breaker.failure()
+            raise DeadlineExceeded(
+                f"{method!r} did not answer within {timeout:g} s", {"method": method}
+            ) from exc
+        except (ConnectionLost, Unavailable):
+            breaker.failure()
+            raise
+        finally:
+            self._pending.pop(correlation_id, None)
+        status = answer.headers.get(STATUS, "ok")
+        if isinstance(status, bytes):
+            status = status.decode()
+        if status != "ok":
+            error = _decode_error(status, answer.body)
+            if isinstance(error, Unavailable | InternalError):
+                breaker.failure()
+            else:
+                breaker.success()
+            raise error
+        breaker.success()
+        if reply is not None:
+            return reply.model_validate_json(answer.body)
+        return orjson.loads(answer.body)
+
+
+def _decode_error(status: str, body: bytes) -> RpcError:
+    try:
+        data = orjson.loads(body)
+        return rpc_error(status, str(data.get("message", status)), data.get("details") or {})
+    except (orjson.JSONDecodeError, AttributeError):
+        return rpc_error(status, body[:200].decode(errors="replace") or status)
+
+
+class RpcServer:
+    """Serves methods from `govbus.rpc.<service>`; requests run concurrently up to prefetch."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        service: str,
+        methods: Mapping[str, Method],
+        *,
+        prefetch: int = 64,
+    ) -> None:
+        self.transport = transport
+        self.queue = rpc_queue(service)
+        self.methods = dict(methods)
+        self.prefetch = prefetch
+        self._subscription: Subscription | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.served = 0
+
+    @property
+    def ready(self) -> bool:
+        return self._subscription is not None and self.transport.is_connected
+
+    async def start(self) -> None:
+        await self.transport.declare_queue(self.queue)
+        for method in self.methods:
+            await self.transport.bind(self.queue.name, RPC, method)
+        self._subscription = await self.transport.consume(
+            self.queue.name, self._on_request, prefetch=self.prefetch
+        )
+
+    async def stop(self) -> None:
+        sub, self._subscription = self._subscription, None
+        if sub is not None:
+            await sub.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
+        if sub is not None:
+            await sub.close()
+
+    def _on_request(self, delivery: Delivery) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(delivery))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, delivery: Delivery) -> None:
+        request = delivery.message
+        try:
+            deadline = request.headers.get(DEADLINE)
+            if isinstance(deadline, int) and deadline < time.time() * 1000:
+                return  # the caller has given up; the answer would be thrown away
+            if request.reply_to:
+                status, body = await self._answer(delivery.routing_key, request.body)
+                reply = Message(
+                    body=body,
+                    correlation_id=request.correlation_id,
+                    headers={STATUS: status},
+                    persistent=False,
+                )
+                await self.transport.publish(
+                    "", request.reply_to, reply, mandatory=False, confirm=False
+                )
+                self.served += 1
+        except BusError as exc:
+            log.warning("replying to %s failed: %s", delivery.routing_key, exc)
+        finally:
+            try:
+                await delivery.ack()
+            except BusError as exc:
+                log.debug("ack of a request failed: %s", exc)
+
+    async def _answer(self, method_name: str, body: bytes) -> tuple[str, bytes]:
+        method = self.methods.get(method_name)
+        try:
+            if method is None:
+                raise InternalError(f"this worker does not serve {method_name!r}")
+            try:
+                params = method.request.model_validate_json(body or b"{}")
+            except ValidationError as exc:
+                raise Invalid(
+                    describe_validation(exc),
+                    {
+                        "errors": [
+                            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                            for e in exc.errors()
+                        ]
+                    },
+                ) from exc
+            result = await method.handler(params)
+            return "ok", to_json(result)
+        except RpcError as exc:
+            return exc.code, orjson.dumps(exc.to_body())
+        except Exception as exc:
+            log.error("%s failed: %s", method_name, exc)
+            log.debug("rpc handler failure", exc_info=exc)
+            error = InternalError(f"{method_name} failed: {type(exc).__name__}")
+            return error.code, orjson.dumps(error.to_body())
