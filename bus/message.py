@@ -148,3 +148,19 @@ def event_meta(delivery: Delivery) -> EventMeta:
         redelivered=delivery.redelivered,
         delivery_count=delivery.delivery_count,
     )
+
+
+def structured(meta: EventMeta, data: Any) -> dict[str, Any]:
+    """The CloudEvents structured JSON form of an event (one line of an event log)."""
+    event: dict[str, Any] = {
+        "specversion": SPECVERSION,
+        "id": meta.id,
+        "type": meta.type,
+        "source": meta.source,
+        "time": format_time(meta.time),
+        "datacontenttype": JSON,
+        "data": data,
+    }
+    if meta.traceparent:
+        event["traceparent"] = meta.traceparent
+    return event

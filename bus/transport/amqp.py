@@ -217,7 +217,8 @@ class AmqpTransport(Transport):
                 client_properties={"connection_name": self.name},
             )
         except (OSError, TimeoutError, amqp_exc.AMQPError) as exc:
-            where = urlsplit(self.url)._replace(netloc=urlsplit(self.url).hostname or "").geturl()
+            parts = urlsplit(self.url)
+            where = f"{parts.scheme}://{parts.hostname}:{parts.port or 5672}{parts.path or '/'}"
             raise BrokerUnreachable(
                 f"cannot reach the broker at {where}: {exc or type(exc).__name__}"
             ) from exc

@@ -1,0 +1,233 @@
+"""The durable side shared by the workers: engine, unit of work, inbox and outbox.
+
+- The **inbox** records every consumed event id in the same transaction as the handler's
+  effects, so a redelivered event has no second effect.
+- The **outbox** holds the events a change causes, written in the same transaction as the
+  change; `OutboxRelay` publishes them after commit (with confirms) and marks them sent, so a
+  crash between commit and publish loses nothing: the next relay pass sends them.
+
+Works on SQLite (aiosqlite) and PostgreSQL (asyncpg).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Index, Integer, LargeBinary, String, delete, event, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from bus.errors import BusError, Unroutable
+from bus.message import event_message
+from bus.publisher import Publisher
+from bus.topology import EVENTS
+
+log = logging.getLogger(__name__)
+
+
+class Base(DeclarativeBase):
+    """Metadata of every govbus table (the workers add theirs)."""
+
+
+class InboxRow(Base):
+    __tablename__ = "govbus_inbox"
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxRow(Base):
+    __tablename__ = "govbus_outbox"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    event_type: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(128))
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    traceparent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_govbus_outbox_unsent", "sent", "seq"),)
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine; SQLite gets WAL and a busy timeout so readers never block the writer."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_connection: Any, _: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_async_engine(url, pool_pre_ping=True)
+
+
+async def create_tables(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+
+
+class Store:
+    """Sessions on one engine, opened as units of work that roll back unless committed."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        """A transaction: committed when the block ends normally, rolled back otherwise."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def mark_processed(session: AsyncSession, consumer: str, event_id: str, at: datetime) -> bool:
+    """Record `event_id` as processed by `consumer`; False if it already was (a duplicate)."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    values = {"consumer": consumer, "event_id": event_id, "processed_at": at}
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(InboxRow).values(**values)
+    result = await session.execute(stmt.on_conflict_do_nothing())
+    return bool(getattr(result, "rowcount", 1))
+
+
+def add_to_outbox(
+    session: AsyncSession,
+    *,
+    event_id: str,
+    event_type: str,
+    source: str,
+    time: datetime,
+    body: bytes,
+    traceparent: str | None = None,
+) -> None:
+    """Stage an event to be published once the surrounding transaction commits."""
+    session.add(
+        OutboxRow(
+            event_id=event_id,
+            event_type=event_type,
+            source=source,
+            time=time,
+            body=body,
+            traceparent=traceparent,
+            sent=0,
+        )
+    )
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows in order, then marks them sent.
+
+    `notify()` after a commit wakes it at once; it also polls, so rows left by a crashed
+    process (committed, never published) go out when any relay on the database runs.
+    Publishing is at-least-once: consumers de-duplicate by event id.
+    """
+
+    def __init__(
+        self, store: Store, publisher: Publisher, *, poll_s: float = 0.5, batch: int = 500
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.poll_s = poll_s
+        self.batch = batch
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.relayed = 0
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.flush()
+            except (BusError, SQLAlchemyError) as exc:
+                log.warning("outbox relay: %s; retrying", exc)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            self._wake.clear()
+
+    async def flush(self) -> int:
+        """Publish every unsent row; returns how many went out."""
+        total = 0
+        while True:
+            async with self.store.unit_of_work() as session:
+                rows = (
+                    await session.scalars(
+                        select(OutboxRow)
+                        .where(OutboxRow.sent == 0)
+                        .order_by(OutboxRow.seq)
+                        .limit(self.batch)
+                    )
+                ).all()
+            if not rows:
+                return total
+            sent: list[int] = []
+            try:
+                for row in rows:
+                    message = event_message(
+                        event_type=row.event_type,
+                        body=row.body,
+                        event_id=row.event_id,
+                        source=row.source,
+                        time=row.time,
+                        traceparent=row.traceparent,
+                    )
+                    try:
+                        await self.publisher.transport.publish(EVENTS, row.event_type, message)
+                    except Unroutable:
+                        # Nobody subscribes to this type (only on the embedded broker: on
+                        # RabbitMQ the log stream takes every event). Retrying would block the
+                        # rows behind it forever.
+                        log.debug("outbox: no subscriber for %s %s", row.event_type, row.event_id)
+                    sent.append(row.seq)
+            finally:
+                if sent:
+                    async with self.store.unit_of_work() as session:
+                        await session.execute(
+                            update(OutboxRow).where(OutboxRow.seq.in_(sent)).values(sent=1)
+                        )
+                    self.relayed += len(sent)
+                    total += len(sent)
+
+    async def prune(self, keep: int = 10_000) -> None:
+        """Forget sent rows beyond the newest `keep`."""
+        async with self.store.unit_of_work() as session:
+            newest = await session.scalar(
+                select(OutboxRow.seq).order_by(OutboxRow.seq.desc()).limit(1)
+            )
+            if newest is not None:
+                await session.execute(
+                    delete(OutboxRow).where(OutboxRow.sent == 1, OutboxRow.seq <= newest - keep)
+                )
