@@ -82,12 +82,23 @@ class RpcClient:
         self._threshold = breaker_threshold
         self._cooldown = breaker_cooldown_s
         self._started = False
+        self._starting: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
-        if not self._started:
-            await self.transport.consume_replies(self._on_reply)
-            self.transport.on_disconnect(self._fail_pending)
-            self._started = True
+        """Start receiving replies; concurrent first calls share one start."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        try:
+            await asyncio.shield(self._starting)
+        except BaseException:
+            if self._starting.done() and not self._started:
+                self._starting = None  # a failed start is tried again by the next call
+            raise
+
+    async def _start(self) -> None:
+        await self.transport.consume_replies(self._on_reply)
+        self.transport.on_disconnect(self._fail_pending)
+        self._started = True
 
     def breaker(self, method: str) -> CircuitBreaker:
         breaker = self._breakers.get(method)

@@ -23,7 +23,9 @@ class Inbox:
         self.items.append(delivery)
 
     async def wait(self, count: int, timeout: float = 5.0) -> list[Delivery]:
-        await eventually(lambda: len(self.items) >= count, timeout=timeout, what=f"{count} deliveries")
+        await eventually(
+            lambda: len(self.items) >= count, timeout=timeout, what=f"{count} deliveries"
+        )
         return self.items
 
 
@@ -66,7 +68,11 @@ async def test_properties_round_trip(transport, name, cleanup):
     (got,) = await inbox.wait(1)
     m = got.message
     assert (m.body, m.message_id, m.type, m.app_id, m.correlation_id) == (
-        b'{"x": 1}', "id-1", "a.b", "svc", "c-1"
+        b'{"x": 1}',
+        "id-1",
+        "a.b",
+        "svc",
+        "c-1",
     )
     assert m.timestamp is not None and m.timestamp.replace(tzinfo=UTC) == when
     assert m.headers["ce-time"] == "2026-01-02T03:04:05Z" and m.headers["n"] == 3
@@ -108,7 +114,9 @@ async def test_unroutable_mandatory_is_an_error_and_channel_survives(transport, 
     assert (await transport.queue_state(queue))[0] == 1
 
 
-async def test_unknown_exchange_is_a_topology_error_and_publishing_goes_on(transport, name, cleanup):
+async def test_unknown_exchange_is_a_topology_error_and_publishing_goes_on(
+    transport, name, cleanup
+):
     queue = await topic_setup(transport, name, "k")
     cleanup.append(queue)
     with pytest.raises(TopologyError):
@@ -244,8 +252,11 @@ async def test_direct_reply_to_round_trip(transport, name, cleanup):
             m = delivery.message
             assert m.reply_to and m.reply_to.startswith(DIRECT_REPLY_TO + ".")
             await transport.publish(
-                "", m.reply_to, msg(m.body.upper(), correlation_id=m.correlation_id),
-                mandatory=False, confirm=False,
+                "",
+                m.reply_to,
+                msg(m.body.upper(), correlation_id=m.correlation_id),
+                mandatory=False,
+                confirm=False,
             )
             await delivery.ack()
 
@@ -253,7 +264,9 @@ async def test_direct_reply_to_round_trip(transport, name, cleanup):
 
     await transport.consume(f"{name}.srv", serve, prefetch=10)
     await transport.publish(
-        f"{name}.rpc", "echo", msg(b"hi", reply_to=DIRECT_REPLY_TO, correlation_id="c9", persistent=False)
+        f"{name}.rpc",
+        "echo",
+        msg(b"hi", reply_to=DIRECT_REPLY_TO, correlation_id="c9", persistent=False),
     )
     (reply,) = await replies.wait(1)
     assert (reply.message.body, reply.message.correlation_id) == (b"HI", "c9")
@@ -300,7 +313,7 @@ async def test_stream_queue_reads_from_first_offset(transport, name, cleanup):
         got = []
         while len(got) < 5:
             batch = await inbox.wait(len(got) + 1)
-            for d in batch[len(got):]:
+            for d in batch[len(got) :]:
                 got.append(int(d.message.body))
                 await d.ack()
         assert got == [0, 1, 2, 3, 4]

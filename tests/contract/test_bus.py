@@ -1,0 +1,282 @@
+"""The bus on top of a transport: event consumption policy and request/reply, on both brokers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from pydantic import BaseModel
+
+from bus import Bus, Method
+from bus.consumer import ConsumerPolicy
+from bus.errors import (
+    CircuitOpen,
+    DeadlineExceeded,
+    Invalid,
+    NoResponder,
+    NotFound,
+    Reject,
+    Retry,
+    Unavailable,
+)
+from bus.message import Delivery, EventMeta, Message
+from bus.topology import EVENTS
+from schemas import EVENT_TYPES, Heartbeat, Register
+from tests._wait import eventually
+
+FAST = ConsumerPolicy(max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.01)
+
+
+@pytest.fixture
+async def bus(broker_url: str) -> AsyncIterator[Bus]:
+    async with Bus(broker_url, source="contract") as b:
+        yield b
+
+
+@pytest.fixture
+async def queue(bus: Bus, name: str) -> AsyncIterator[str]:
+    yield f"{name}.w"
+    for q in (f"{name}.w", f"{name}.w.dlq"):
+        await bus.transport.delete_queue(q)
+
+
+def register(instance: str = "web-1", **kw) -> Register:
+    return Register(service="web", instance_id=instance, address="127.0.0.1", port=8080, **kw)
+
+
+async def dead_letters(bus: Bus, queue: str, count: int) -> list[Delivery]:
+    got: list[Delivery] = []
+    await bus.transport.consume(f"{queue}.dlq", got.append, prefetch=50)
+    await eventually(lambda: len(got) >= count, what=f"{count} dead letters")
+    return got
+
+
+async def test_handler_gets_typed_event_with_cloudevents_meta(bus, queue, name):
+    seen: list[tuple[Register, EventMeta]] = []
+
+    async def on_register(event: Register, meta: EventMeta) -> None:
+        seen.append((event, meta))
+
+    consumer = await bus.subscribe(
+        queue, [f"{name}.#", "registry.register"], {"registry.register": on_register}, EVENT_TYPES
+    )
+    event_id = await bus.publish(register(), traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+    await eventually(lambda: seen)
+    event, meta = seen[0]
+    assert event.instance_id == "web-1" and event.ttl_s == 30
+    assert (meta.id, meta.type, meta.source) == (event_id, "registry.register", "contract")
+    assert meta.traceparent and meta.traceparent.startswith("00-aaaa")
+    await eventually(lambda: consumer.stats.handled == 1)
+    assert (await bus.transport.queue_state(queue))[0] == 0  # acked
+
+
+async def test_invalid_payload_is_dead_lettered_at_once_naming_the_field(bus, queue):
+    calls = []
+
+    async def on_register(event: Register, meta: EventMeta) -> None:
+        calls.append(event)
+
+    await bus.subscribe(
+        queue, ["registry.register"], {"registry.register": on_register}, EVENT_TYPES
+    )
+    await bus.publisher.publish_raw(
+        "registry.register", {"service": "web", "instance_id": "w1", "address": "h", "port": 70000}
+    )
+    await bus.publisher.publish_raw("registry.register", b"not json")
+    await bus.publish(register("web-2"))
+    dead = await dead_letters(bus, queue, 2)
+    errors = {d.message.body[:3]: d.message.headers["x-govbus-error"] for d in dead}
+    assert (
+        errors[b'{"s']
+        == "invalid registry.register: port: Input should be less than or equal to 65535"
+    )
+    assert "Invalid JSON" in errors[b"not"]
+    assert all(d.message.headers["x-govbus-attempts"] == 0 for d in dead)
+    await eventually(lambda: [c.instance_id for c in calls] == ["web-2"])  # the worker kept going
+
+
+async def test_message_without_event_attributes_is_dead_lettered(bus, queue):
+    await bus.subscribe(queue, ["registry.heartbeat"], {"registry.heartbeat": _noop}, EVENT_TYPES)
+    await bus.transport.publish(EVENTS, "registry.heartbeat", Message(body=b"{}"))  # no id, no time
+    (dead,) = await dead_letters(bus, queue, 1)
+    assert "undecodable" in dead.message.headers["x-govbus-error"]
+
+
+async def _noop(event: BaseModel, meta: EventMeta) -> None:
+    return None
+
+
+async def test_transient_failures_are_retried_then_succeed_once(bus, queue):
+    attempts: list[int] = []
+
+    async def flaky(event: Heartbeat, meta: EventMeta) -> None:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise Retry("database busy")
+
+    consumer = await bus.subscribe(
+        queue, ["registry.heartbeat"], {"registry.heartbeat": flaky}, EVENT_TYPES, policy=FAST
+    )
+    await bus.publish(Heartbeat(service="web", instance_id="w1"))
+    await eventually(lambda: consumer.stats.handled == 1)
+    assert len(attempts) == 3 and consumer.stats.dead_lettered == 0
+
+
+async def test_exhausted_retries_dead_letter_with_reason_and_attempts(bus, queue):
+    async def broken(event: Heartbeat, meta: EventMeta) -> None:
+        raise RuntimeError("always fails")
+
+    consumer = await bus.subscribe(
+        queue, ["registry.heartbeat"], {"registry.heartbeat": broken}, EVENT_TYPES, policy=FAST
+    )
+    await bus.publish(Heartbeat(service="web", instance_id="w1"))
+    (dead,) = await dead_letters(bus, queue, 1)
+    assert dead.message.headers["x-govbus-error"] == "RuntimeError: always fails"
+    assert dead.message.headers["x-govbus-attempts"] == 3
+    assert dead.message.headers["x-govbus-routing-key"] == "registry.heartbeat"
+    assert dead.message.type == "registry.heartbeat"  # the original event, intact
+    assert consumer.stats.dead_lettered == 1
+
+
+async def test_reject_dead_letters_without_retry(bus, queue):
+    calls = []
+
+    async def refuse(event: Heartbeat, meta: EventMeta) -> None:
+        calls.append(1)
+        raise Reject("unknown instance")
+
+    await bus.subscribe(
+        queue, ["registry.heartbeat"], {"registry.heartbeat": refuse}, EVENT_TYPES, policy=FAST
+    )
+    await bus.publish(Heartbeat(service="web", instance_id="w1"))
+    (dead,) = await dead_letters(bus, queue, 1)
+    assert dead.message.headers["x-govbus-attempts"] == 1 and len(calls) == 1
+
+
+async def test_events_are_processed_in_order(bus, queue):
+    seen: list[str] = []
+
+    async def record(event: Heartbeat, meta: EventMeta) -> None:
+        await asyncio.sleep(0)  # interleaving would show up here
+        seen.append(event.note)
+
+    await bus.subscribe(queue, ["registry.heartbeat"], {"registry.heartbeat": record}, EVENT_TYPES)
+    await asyncio.gather(
+        *(bus.publish(Heartbeat(service="s", instance_id="i", note=str(i))) for i in range(200))
+    )
+    await eventually(lambda: len(seen) == 200)
+    assert seen == [str(i) for i in range(200)]
+
+
+async def test_unhandled_types_are_acked_and_ignored(bus, queue):
+    consumer = await bus.subscribe(
+        queue, ["registry.#"], {"registry.heartbeat": _noop}, EVENT_TYPES
+    )
+    await bus.publish(register())
+    await eventually(lambda: consumer.stats.ignored == 1)
+    assert (await bus.transport.queue_state(queue))[0] == 0
+
+
+# -- request/reply ------------------------------------------------------------------------------
+
+
+class Echo(BaseModel):
+    text: str
+    delay: float = 0.0
+
+
+@pytest.fixture
+async def echo_server(bus: Bus, name: str) -> AsyncIterator[str]:
+    service = f"{name}-svc"
+
+    async def echo(req: Echo) -> dict[str, str]:
+        if req.delay:
+            await asyncio.sleep(req.delay)
+        if req.text == "missing":
+            raise NotFound("no such thing", {"name": req.text})
+        if req.text == "crash":
+            raise RuntimeError("bug")
+        return {"echo": req.text}
+
+    await bus.serve(service, {f"{name}.echo": Method(Echo, echo)})
+    yield f"{name}.echo"
+
+
+async def test_rpc_round_trip_and_typed_errors(bus, echo_server):
+    assert await bus.call(echo_server, {"text": "hi"}) == {"echo": "hi"}
+    with pytest.raises(NotFound) as info:
+        await bus.call(echo_server, {"text": "missing"})
+    assert info.value.details == {"name": "missing"}
+    with pytest.raises(Invalid) as bad:
+        await bus.call(echo_server, {"txt": "typo"})
+    assert "text" in bad.value.message
+    with pytest.raises(Exception, match="failed: RuntimeError") as crash:
+        await bus.call(echo_server, {"text": "crash"})
+    assert type(crash.value).__name__ == "InternalError"
+
+
+async def test_many_concurrent_calls_share_one_connection(bus, echo_server):
+    texts = [str(i) for i in range(300)]
+    results = await asyncio.gather(*(bus.call(echo_server, {"text": t}) for t in texts))
+    assert [r["echo"] for r in results] == texts
+
+
+async def test_no_responder_fails_at_once(bus, name):
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(NoResponder):
+        await bus.call(f"{name}.nobody", {}, timeout=5)
+    assert loop.time() - started < 1.0
+
+
+async def test_deadline_is_enforced(bus, echo_server):
+    with pytest.raises(DeadlineExceeded):
+        await bus.call(echo_server, {"text": "slow", "delay": 1.0}, timeout=0.2)
+    assert await bus.call(echo_server, {"text": "after"}) == {"echo": "after"}
+
+
+async def test_circuit_opens_then_half_opens(broker_url, name):
+    async with Bus(broker_url, source="contract") as bus:
+        bus.rpc._threshold, bus.rpc._cooldown = 3, 0.3
+        for _ in range(3):
+            with pytest.raises(NoResponder):
+                await bus.call(f"{name}.down", {})
+        with pytest.raises(CircuitOpen) as info:
+            await bus.call(f"{name}.down", {})
+        assert isinstance(info.value, Unavailable) and info.value.retry_after
+        await asyncio.sleep(0.35)
+
+        async def up(req: Echo) -> dict[str, str]:
+            return {"echo": req.text}
+
+        await bus.serve(f"{name}-late", {f"{name}.down": Method(Echo, up)})
+        assert await bus.call(f"{name}.down", {"text": "probe"}) == {"echo": "probe"}
+        assert bus.rpc.breaker(f"{name}.down").state == "closed"
+
+
+async def test_graceful_stop_finishes_in_flight_work(broker_url, name):
+    done: list[str] = []
+    started = asyncio.Event()
+
+    async def slow(event: Heartbeat, meta: EventMeta) -> None:
+        started.set()
+        await asyncio.sleep(0.2)
+        done.append(meta.id)
+
+    queue = f"{name}.w"
+    async with Bus(broker_url, source="observer") as observer:  # keeps memory:// alive
+        async with Bus(broker_url, source="contract") as bus:
+            await bus.subscribe(
+                queue,
+                ["registry.heartbeat"],
+                {"registry.heartbeat": slow},
+                EVENT_TYPES,
+                policy=ConsumerPolicy(prefetch=1),
+            )
+            event_id = await bus.publish(Heartbeat(service="s", instance_id="i"))
+            await asyncio.wait_for(started.wait(), 5)
+        assert done == [event_id]  # close() waited for the handler, then acked
+        assert await observer.transport.queue_state(queue) == (0, 0)
+        await observer.transport.delete_queue(queue)
+        await observer.transport.delete_queue(f"{queue}.dlq")
