@@ -64,6 +64,20 @@ class VirtualClock:
             heapq.heappop(self._sleepers)
         return self._sleepers[0][0] if self._sleepers else None
 
+    def fire_next(self, until: datetime) -> bool:
+        """Wake only the earliest sleeper due at or before `until`, moving `now` to its due time.
+
+        False when none is due. Replay calls it in a loop and waits for the woken timer's work
+        to finish before the next one, so ties and slow handlers cannot reorder timers.
+        """
+        due = self.next_due()
+        if due is None or due > until:
+            return False
+        self._now = max(self._now, due)
+        _, _, future = heapq.heappop(self._sleepers)
+        future.set_result(None)
+        return True
+
     async def advance_to(self, moment: datetime, settle: int = 3) -> None:
         """Move to `moment`, waking every sleeper due on the way, in order."""
         while True:
