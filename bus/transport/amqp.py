@@ -199,6 +199,7 @@ class AmqpTransport(Transport):
         self._topology: list[tuple[str, tuple[Any, ...]]] = []
         self.subscriptions: set[_AmqpSubscription] = set()
         self._reply_handler: OnDelivery | None = None
+        self._replies_on: aiormq.abc.AbstractChannel | None = None
         self._reconnect_callbacks: list[Callable[[], None]] = []
         self._disconnect_callbacks: list[Callable[[BaseException | None], None]] = []
         self.reconnects = 0
@@ -441,6 +442,9 @@ class AmqpTransport(Transport):
     async def _start_replies(self, on_delivery: OnDelivery) -> None:
         channel = self._confirm
         assert channel is not None
+        if self._replies_on is channel:
+            return  # a reconnection already started it on this channel
+        self._replies_on = channel
 
         async def callback(delivered: aiormq.abc.DeliveredMessage) -> None:
             on_delivery(_AmqpDelivery(delivered, channel))
