@@ -1,0 +1,102 @@
+"""The edge's composition root: `create_app(bus=..., settings=...)`."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from quart import Quart, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from bus.client import Bus
+from bus.edge import ops, registry, resources, stream
+from bus.edge._context import Edge, Limits
+from bus.edge.auth import Authenticator
+from bus.edge.metrics import EdgeMetrics
+from bus.edge.problems import Problem, from_bus_error
+from bus.errors import BusError
+from bus.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    *,
+    bus: Bus | None = None,
+    settings: Settings | None = None,
+    auth: Authenticator | None = None,
+    limits: Limits | None = None,
+) -> Quart:
+    """The edge as a Quart app.
+
+    With `bus=None` it builds one from `settings` (`GOVBUS_URL`, or local RabbitMQ) and opens
+    and closes it with the app; a given bus is the caller's to start and close. Raises
+    `ConfigError` when auth is required and no key is configured.
+    """
+    settings = settings or load_settings()
+    auth = auth or Authenticator.from_settings(settings)
+    limits = limits or Limits()
+    owns_bus = bus is None
+    if bus is None:
+        bus = Bus(
+            settings.bus_url(embedded=False), source="govbus-edge", rpc_timeout=limits.rpc_timeout_s
+        )
+
+    app = Quart("govbus.edge")
+    app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes
+    app.config["JSON_SORT_KEYS"] = False
+    state = Edge(bus=bus, auth=auth, limits=limits, metrics=EdgeMetrics(bus), owns_bus=owns_bus)
+    app.extensions["govbus"] = state
+    for blueprint in (ops.blueprint, registry.blueprint, resources.blueprint, stream.blueprint):
+        app.register_blueprint(blueprint)
+
+    @app.before_serving
+    async def open_bus() -> None:
+        if state.owns_bus:
+            await state.bus.start()
+        await state.bus.rpc.start()
+
+    @app.after_serving
+    async def close_bus() -> None:
+        if state.owns_bus:
+            await state.bus.close()
+
+    @app.before_request
+    async def start_clock() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    async def count(response: Response) -> Response:
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        state.metrics.http_requests.labels(rule, request.method, str(response.status_code)).inc()
+        started = g.get("started")
+        if started is not None:
+            state.metrics.http_latency.labels(rule).observe(time.perf_counter() - started)
+        return response
+
+    @app.errorhandler(Problem)
+    async def problem(exc: Problem) -> Response:
+        return exc.response(request.path)
+
+    @app.errorhandler(BusError)
+    async def bus_error(exc: BusError) -> Response:
+        return from_bus_error(exc).response(request.path)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        headers = {}
+        if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        detail = exc.description or exc.name
+        if status == 413:
+            detail = f"the body is larger than {limits.max_body_bytes} bytes"
+        return Problem(status, detail, headers=headers).response(request.path)
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Response:
+        log.error("%s %s failed: %s: %s", request.method, request.path, type(exc).__name__, exc)
+        log.debug("edge failure", exc_info=exc)
+        return Problem(500, "internal error").response(request.path)
+
+    return app

@@ -1,0 +1,91 @@
+"""Prometheus metrics of one edge: its own registry, so several apps can live in one process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from bus.client import Bus
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class BusCollector(Collector):
+    """Counters read from the bus objects at scrape time, and the sizes the edge last saw."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.registry_size: int | None = None
+        self.inventory_size: int | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        published = CounterMetricFamily(
+            "govbus_events_published", "Events this process published (confirmed)"
+        )
+        published.add_metric([], self.bus.publisher.published)
+        yield published
+        consumed = CounterMetricFamily(
+            "govbus_events_consumed", "Events consumed by this process", labels=["queue"]
+        )
+        dead = CounterMetricFamily(
+            "govbus_events_dead_lettered", "Events dead-lettered by this process", labels=["queue"]
+        )
+        for consumer in self.bus.consumers:
+            queue = str(getattr(consumer, "queue", "?"))
+            consumed.add_metric([queue], _number(consumer, "consumed", "acked", "handled"))
+            dead.add_metric([queue], _number(consumer, "dead_lettered", "rejected"))
+        yield consumed
+        yield dead
+        for name, value, text in (
+            ("govbus_registry_instances", self.registry_size, "Instances in the registry"),
+            ("govbus_inventory_resources", self.inventory_size, "Resources in the inventory"),
+        ):
+            if value is not None:
+                gauge = GaugeMetricFamily(name, text + " (as of the last scrape)")
+                gauge.add_metric([], value)
+                yield gauge
+
+
+def _number(obj: object, *names: str) -> float:
+    for name in names:
+        value = getattr(obj, name, None)
+        if isinstance(value, int | float):
+            return float(value)
+    return 0.0
+
+
+class EdgeMetrics:
+    """The edge's metrics: HTTP requests by route and status, RPC latency, bus counters."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_requests = Counter(
+            "govbus_http_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "govbus_http_request_seconds",
+            "HTTP request latency by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rpc_latency = Histogram(
+            "govbus_rpc_seconds",
+            "Latency of RPC calls made by the edge, by method and outcome",
+            ["method", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.bus_collector = BusCollector(bus)
+        self.registry.register(self.bus_collector)
