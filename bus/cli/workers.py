@@ -1,0 +1,183 @@
+"""`govbus up`, `govbus discovery`, `govbus manager`, `govbus edge`: the processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any, Protocol
+
+import typer
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config as HypercornConfig
+from quart import Quart
+
+from bus.cli import app, fail
+from bus.client import Bus
+from bus.edge import SCOPES, create_app, mint_token
+from bus.edge.auth import new_secret
+from bus.errors import BusError, ConfigError
+from bus.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+UrlOption = Annotated[str | None, typer.Option("--url", help="the bus (default: GOVBUS_URL)")]
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="SQLAlchemy URL of the store (default: GOVBUS_DB)")
+]
+HttpOption = Annotated[
+    str | None, typer.Option("--http", help="edge listen address HOST:PORT (default: GOVBUS_HTTP)")
+]
+TOKEN_FILE = "govbus.token"
+
+
+class Worker(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _hypercorn(http: str) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [http]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = 3.0
+    return config
+
+
+async def serve_edge(app_: Quart, http: str, stop: asyncio.Event) -> None:
+    """Serve the edge with hypercorn on this loop until `stop` is set."""
+    await hypercorn_serve(app_, _hypercorn(http), shutdown_trigger=stop.wait)
+
+
+@contextlib.asynccontextmanager
+async def _worker(package: str, bus: Bus, db_url: str) -> AsyncIterator[Worker]:
+    module = importlib.import_module(package)
+    worker: Worker = module.bootstrap(bus=bus, db_url=db_url)
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+
+
+@app.command()
+def up(
+    url: UrlOption = None,
+    db: DbOption = None,
+    http: HttpOption = None,
+) -> None:
+    """Discovery, manager and edge in one process (embedded bus by default). Ctrl-C stops."""
+    settings = _settings(url=url, db=db, http=http)
+    minted = None
+    if settings.auth == "required" and not (settings.auth_secret or settings.auth_public_key):
+        settings = settings.model_copy(update={"auth_secret": new_secret()})
+    if settings.auth == "required" and settings.auth_secret:
+        minted = mint_token(SCOPES, ttl_s=30 * 86_400, secret=settings.auth_secret, subject="admin")
+        _write_private(Path(TOKEN_FILE), minted)
+    try:
+        asyncio.run(_up(settings, minted))
+    except BusError as exc:
+        raise fail(str(exc)) from None
+
+
+async def _up(settings: Settings, token: str | None) -> None:
+    stop = _stop_on_signals()
+    url = settings.bus_url(embedded=True)
+    async with contextlib.AsyncExitStack() as stack:
+        buses = [Bus(url, source=f"govbus-{name}") for name in ("discovery", "manager", "edge")]
+        for bus in buses:
+            await bus.start()
+            stack.push_async_callback(bus.close)
+        await stack.enter_async_context(_worker("discovery_worker", buses[0], settings.db))
+        await stack.enter_async_context(_worker("manager_worker", buses[1], settings.db))
+        edge_app = create_app(bus=buses[2], settings=settings)
+        server = asyncio.create_task(serve_edge(edge_app, settings.http, stop))
+        await asyncio.sleep(0)
+        typer.echo(
+            f"govbus up: edge on http://{settings.http}  bus {_redact(url)}  store {settings.db}"
+        )
+        if token is not None:
+            typer.echo(f"admin token (also in ./{TOKEN_FILE}, valid 30 days):\n{token}")
+        typer.echo("Ctrl-C stops.", err=True)
+        await server
+    typer.echo("govbus up: stopped", err=True)
+
+
+def _write_private(path: Path, text: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text + "\n")
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
+@app.command()
+def edge(url: UrlOption = None, http: HttpOption = None) -> None:
+    """The HTTP edge alone, against a shared bus (RabbitMQ)."""
+    settings = _settings(url=url, http=http)
+    try:
+        edge_app = create_app(settings=settings)
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
+
+    async def run() -> None:
+        stop = _stop_on_signals()
+        typer.echo(
+            f"govbus edge: http://{settings.http}  bus {_redact(settings.bus_url(embedded=False))}"
+        )
+        await serve_edge(edge_app, settings.http, stop)
+
+    try:
+        asyncio.run(run())
+    except BusError as exc:
+        raise fail(str(exc)) from None
+
+
+def _component(package: str, settings: Settings) -> None:
+    module = importlib.import_module(f"{package}.__main__")
+    try:
+        asyncio.run(module.serve(settings))
+    except BusError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def discovery(url: UrlOption = None, db: DbOption = None) -> None:
+    """The discovery worker alone (service registry), against a shared bus."""
+    _component("discovery_worker", _settings(url=url, db=db))
+
+
+@app.command()
+def manager(url: UrlOption = None, db: DbOption = None) -> None:
+    """The manager worker alone (resource inventory), against a shared bus."""
+    _component("manager_worker", _settings(url=url, db=db))
