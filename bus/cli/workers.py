@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import inspect
 import logging
 import os
 import signal
@@ -71,14 +72,21 @@ async def serve_edge(app_: Quart, http: str, stop: asyncio.Event) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _worker(package: str, bus: Bus, db_url: str) -> AsyncIterator[Worker]:
+async def _worker(package: str, url: str, db_url: str) -> AsyncIterator[Worker]:
+    """A worker of `package` on its own connection (named by the package's `SOURCE`)."""
     module = importlib.import_module(package)
-    worker: Worker = module.bootstrap(bus=bus, db_url=db_url)
-    await worker.start()
+    bus = Bus(url, source=getattr(module, "SOURCE", f"govbus/{package}"))
+    await bus.start()
     try:
-        yield worker
+        built = module.bootstrap(bus=bus, db_url=db_url)
+        worker: Worker = await built if inspect.isawaitable(built) else built
+        await worker.start()
+        try:
+            yield worker
+        finally:
+            await worker.stop()
     finally:
-        await worker.stop()
+        await bus.close()
 
 
 @app.command()
@@ -105,13 +113,12 @@ async def _up(settings: Settings, token: str | None) -> None:
     stop = _stop_on_signals()
     url = settings.bus_url(embedded=True)
     async with contextlib.AsyncExitStack() as stack:
-        buses = [Bus(url, source=f"govbus-{name}") for name in ("discovery", "manager", "edge")]
-        for bus in buses:
-            await bus.start()
-            stack.push_async_callback(bus.close)
-        await stack.enter_async_context(_worker("discovery_worker", buses[0], settings.db))
-        await stack.enter_async_context(_worker("manager_worker", buses[1], settings.db))
-        edge_app = create_app(bus=buses[2], settings=settings)
+        await stack.enter_async_context(_worker("discovery_worker", url, settings.db))
+        await stack.enter_async_context(_worker("manager_worker", url, settings.db))
+        edge_bus = Bus(url, source="govbus/edge")
+        await edge_bus.start()
+        stack.push_async_callback(edge_bus.close)
+        edge_app = create_app(bus=edge_bus, settings=settings)
         server = asyncio.create_task(serve_edge(edge_app, settings.http, stop))
         await asyncio.sleep(0)
         typer.echo(

@@ -117,7 +117,7 @@ def _traceparent(header: str | None) -> str:
     return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
 
 
-async def call(method: str, params: BaseModel, reply: type[M]) -> M:
+async def call(method: str, params: BaseModel | Mapping[str, Any], reply: type[M]) -> M:
     """Request/reply on the bus within what is left of the request's time budget."""
     state = edge()
     remaining = getattr(g, "deadline", time.monotonic() + state.limits.rpc_timeout_s)

@@ -39,7 +39,7 @@ def create_app(
     owns_bus = bus is None
     if bus is None:
         bus = Bus(
-            settings.bus_url(embedded=False), source="govbus-edge", rpc_timeout=limits.rpc_timeout_s
+            settings.bus_url(embedded=False), source="govbus/edge", rpc_timeout=limits.rpc_timeout_s
         )
 
     app = Quart("govbus.edge")

@@ -17,7 +17,6 @@ from schemas.rpc import (
     ResourceReply,
     ResourceRequest,
     ResourcesRequest,
-    UpdateResourceRequest,
 )
 
 blueprint = Blueprint("resources", __name__)
@@ -96,7 +95,8 @@ async def update_resource(name: str) -> Response:
     changes = await json_body(ResourcePatch)
     if expected is None:
         expected = (await _one(name)).version
-    params = UpdateResourceRequest(name=name, expected_version=expected, changes=changes)
+    # Only the fields given travel: an unset field is "keep", never null.
+    params = {"name": name, "expected_version": expected, "changes": changes.changes()}
     resource = (await call("manager.update", params, ResourceReply)).root
     return json_response(resource, headers=_etag(resource))
 

@@ -1,0 +1,82 @@
+"""The edge in front of real workers, for edge tests: `edge_stack(url, tmp_path)`."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from quart import Quart
+from quart.typing import TestClientProtocol
+
+from bus.client import Bus
+from bus.edge import SCOPES, Limits, create_app, mint_token
+from bus.settings import load_settings
+
+SECRET = "test-secret-" + "s" * 32
+
+
+def token(*scopes: str, ttl_s: int = 300) -> str:
+    return mint_token(list(scopes) or list(SCOPES), ttl_s=ttl_s, secret=SECRET)
+
+
+def bearer(*scopes: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(*scopes)}"}
+
+
+@dataclass
+class Stack:
+    app: Quart
+    client: TestClientProtocol
+    bus: Bus
+    url: str
+    workers: dict[str, Any]
+    headers: dict[str, str]
+
+
+@contextlib.asynccontextmanager
+async def _worker(package: str, url: str, db_url: str, **kwargs: Any) -> AsyncIterator[Any]:
+    import importlib
+
+    module = importlib.import_module(package)
+    bus = Bus(url, source=getattr(module, "SOURCE", package))
+    await bus.start()
+    try:
+        built = module.bootstrap(bus=bus, db_url=db_url, **kwargs)
+        worker = await built if inspect.isawaitable(built) else built
+        await worker.start()
+        try:
+            yield worker
+        finally:
+            await worker.stop()
+    finally:
+        await bus.close()
+
+
+@contextlib.asynccontextmanager
+async def edge_stack(
+    url: str,
+    tmp_path: Path,
+    *,
+    workers: tuple[str, ...] = ("discovery_worker", "manager_worker"),
+    limits: Limits | None = None,
+    worker_kwargs: dict[str, dict[str, Any]] | None = None,
+) -> AsyncIterator[Stack]:
+    """Real workers (each on its own SQLite file and connection) and the edge on `url`."""
+    async with contextlib.AsyncExitStack() as stack:
+        running = {}
+        for package in workers:
+            db_url = f"sqlite+aiosqlite:///{tmp_path / package}.db"
+            kwargs = (worker_kwargs or {}).get(package, {})
+            running[package] = await stack.enter_async_context(
+                _worker(package, url, db_url, **kwargs)
+            )
+        bus = Bus(url, source="govbus/edge")
+        await bus.start()
+        stack.push_async_callback(bus.close)
+        app = create_app(bus=bus, settings=load_settings(auth_secret=SECRET), limits=limits)
+        test_app = await stack.enter_async_context(app.test_app())
+        yield Stack(app, test_app.test_client(), bus, url, running, bearer())
