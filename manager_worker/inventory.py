@@ -1,0 +1,124 @@
+"""Reads and version-checked writes of the resource table, inside a caller's transaction.
+
+Nothing here commits or awaits anything but the database: callers open a unit of work, call
+these, stage their events and commit. A write whose `expected` version is no longer current
+changes nothing and returns False; the caller turns that into a `conflict` (or a retry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bus.errors import Conflict
+from manager_worker.db import ResourceRow, StoredResource, to_resource, to_values
+
+
+async def by_name(session: AsyncSession, name: str) -> StoredResource | None:
+    row = await session.scalar(select(ResourceRow).where(ResourceRow.name == name))
+    return None if row is None else to_resource(row)
+
+
+async def add(session: AsyncSession, resource: StoredResource) -> None:
+    """Insert a new resource; a taken name is a `Conflict` (the transaction must then end)."""
+    try:
+        await session.execute(insert(ResourceRow).values(**to_values(resource)))
+    except IntegrityError as exc:
+        raise Conflict(
+            f"a resource named {resource.name!r} already exists",
+            {"field": "spec.name", "name": resource.name},
+        ) from exc
+
+
+async def replace(session: AsyncSession, expected: int, resource: StoredResource) -> bool:
+    """Write `resource` over the row if it is still at version `expected`."""
+    values = to_values(resource)
+    del values["id"], values["created_at"]
+    result = await session.execute(
+        update(ResourceRow)
+        .where(ResourceRow.id == resource.id, ResourceRow.version == expected)
+        .values(**values)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def remove(session: AsyncSession, resource_id: str, expected: int) -> bool:
+    """Delete the row if it is still at version `expected`."""
+    result = await session.execute(
+        delete(ResourceRow).where(ResourceRow.id == resource_id, ResourceRow.version == expected)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def on_host(
+    session: AsyncSession, host: str, statuses: Sequence[str]
+) -> list[StoredResource]:
+    """Resources placed on `host` (VMs and the volumes attached to them) in `statuses`."""
+    rows = await session.scalars(
+        select(ResourceRow)
+        .where(ResourceRow.host == host, ResourceRow.status.in_(statuses))
+        .order_by(ResourceRow.name)
+    )
+    return [to_resource(row) for row in rows]
+
+
+async def attached_to(session: AsyncSession, vm_name: str) -> list[StoredResource]:
+    rows = await session.scalars(
+        select(ResourceRow).where(ResourceRow.attached_to == vm_name).order_by(ResourceRow.name)
+    )
+    return [to_resource(row) for row in rows]
+
+
+async def page(
+    session: AsyncSession,
+    *,
+    kind: str | None,
+    status: str | None,
+    labels: Mapping[str, str],
+    after: str | None,
+    limit: int,
+    scan: int,
+) -> tuple[list[StoredResource], str | None]:
+    """Up to `limit` resources in name order after `after`, and the cursor of the next page.
+
+    Kind and status filter in SQL; labels (a JSON column, compared the same way on SQLite
+    and PostgreSQL) filter here, reading `scan` rows at a time.
+    """
+    found: list[StoredResource] = []
+    cursor = after
+    while True:
+        query = select(ResourceRow).order_by(ResourceRow.name).limit(scan)
+        if kind is not None:
+            query = query.where(ResourceRow.kind == kind)
+        if status is not None:
+            query = query.where(ResourceRow.status == status)
+        if cursor is not None:
+            query = query.where(ResourceRow.name > cursor)
+        rows = list(await session.scalars(query))
+        for row in rows:
+            if all(row.labels.get(k) == v for k, v in labels.items()):
+                if len(found) == limit:
+                    return found, found[-1].name
+                found.append(to_resource(row))
+        if len(rows) < scan:
+            return found, None
+        cursor = rows[-1].name
+
+
+async def hold_vm(session: AsyncSession, name: str) -> StoredResource | None:
+    """The VM `name`, row-locked until the transaction ends (None if there is no such VM).
+
+    A no-op UPDATE takes the lock: attaching a volume and deleting its VM then serialize on
+    the VM's row, so a volume can never end up attached to a deleted VM.
+    """
+    result = await session.execute(
+        update(ResourceRow)
+        .where(ResourceRow.name == name, ResourceRow.kind == "vm")
+        .values(version=ResourceRow.version)
+    )
+    if not getattr(result, "rowcount", 0):
+        return None
+    return await by_name(session, name)

@@ -1,0 +1,118 @@
+"""`ManagerWorker`: the manager's consumer, RPC server and outbox relay, started and stopped
+together on a bus it is given."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from bus.client import Bus
+from bus.clock import Clock
+from bus.consumer import EventConsumer, Handler
+from bus.errors import BusError
+from bus.rpc import Method, RpcServer
+from bus.store import OutboxRelay, Store, create_tables
+from manager_worker.config import ManagerConfig
+from manager_worker.context import Context
+from manager_worker.placement import Placement
+from manager_worker.routing import EVENT_HANDLERS, RPC_METHODS
+from schemas import EVENT_TYPES
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _no_relay() -> None:
+    """Nothing to wake: another process's relay publishes this one's outbox."""
+
+
+class ManagerWorker:
+    """Resource inventory and lifecycle over one bus and one store.
+
+    `start()` creates the tables, starts the outbox relay, consumes the worker queue
+    (`config.queue`, bound to the types in `EVENT_HANDLERS`) and serves `RPC_METHODS` on
+    `govbus.rpc.<config.service>`. `stop()` is graceful: it stops taking requests and events,
+    finishes what is in flight, then flushes the outbox once more.
+    """
+
+    def __init__(
+        self, *, bus: Bus, store: Store, clock: Clock, config: ManagerConfig, owns_store: bool
+    ) -> None:
+        self.bus = bus
+        self.store = store
+        self.clock = clock
+        self.config = config
+        self._owns_store = owns_store
+        self.placement = Placement(
+            bus.rpc, strategy=config.strategy, timeout_s=config.pick_timeout_s
+        )
+        self.relay = OutboxRelay(store, bus.publisher, poll_s=config.relay_poll_s)
+        self.context = Context(
+            store=store,
+            clock=clock,
+            placement=self.placement,
+            notify=self.relay.notify if config.relay else _no_relay,
+            consumer=config.queue,
+            page_scan=config.page_scan,
+        )
+        self.consumer: EventConsumer | None = None
+        self.server: RpcServer | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Consuming its queue and serving its methods on a connected bus."""
+        return (
+            self.consumer is not None
+            and self.consumer.ready
+            and self.server is not None
+            and self.server.ready
+        )
+
+    async def start(self) -> None:
+        if not self.bus.transport.is_connected:
+            await self.bus.start()
+        await create_tables(self.store.engine)
+        if self.config.relay:
+            await self.relay.start()
+        handlers: dict[str, Handler] = {
+            event_type: functools.partial(handler, ctx=self.context)
+            for event_type, handler in EVENT_HANDLERS.items()
+        }
+        models = {event_type: EVENT_TYPES[event_type] for event_type in EVENT_HANDLERS}
+        self.consumer = await self.bus.subscribe(
+            self.config.queue, list(EVENT_HANDLERS), handlers, models
+        )
+        methods = {
+            name: Method(request, functools.partial(handler, ctx=self.context))
+            for name, (request, handler) in RPC_METHODS.items()
+        }
+        self.server = await self.bus.serve(self.config.service, methods)
+        log.info("manager worker ready on %s (queue %s)", self.bus.transport.url, self.config.queue)
+
+    async def stop(self) -> None:
+        """Graceful: no new work, in-flight work finished, the outbox flushed, store closed."""
+        if self.server is not None:
+            await self.server.stop()
+            _discard(self.bus.servers, self.server)
+            self.server = None
+        if self.consumer is not None:
+            await self.consumer.stop()
+            _discard(self.bus.consumers, self.consumer)
+            self.consumer = None
+        if self.config.relay:
+            try:
+                await self.relay.stop()
+            except (BusError, SQLAlchemyError) as exc:
+                # The rows stay unsent; the next relay on this database publishes them.
+                log.error("flushing the outbox at shutdown failed: %s", exc)
+                log.debug("outbox flush failure", exc_info=exc)
+        if self._owns_store:
+            await self.store.close()
+
+
+def _discard(items: list[T], item: T) -> None:
+    if item in items:
+        items.remove(item)

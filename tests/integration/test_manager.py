@@ -1,0 +1,644 @@
+"""The manager worker end to end: RPC in, rows and outbox events out, reactions to the registry.
+
+Runs over the embedded broker and RabbitMQ (`broker_url`) and over SQLite and PostgreSQL
+(`db_url`, a fresh database per test). Discovery here is a small fake serving `discovery.pick`
+(least loaded passing host); tests/integration/test_manager_discovery.py places VMs through
+the real discovery worker.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import func, select
+
+from bus import Bus, EventMeta, Method, VirtualClock
+from bus.errors import Conflict, Invalid, NotFound, Unavailable
+from bus.store import OutboxRow
+from manager_worker import SOURCE, ManagerConfig, ManagerWorker, bootstrap
+from manager_worker.db import ResourceRow
+from manager_worker.outbox import derived_id
+from schemas import (
+    EVENT_TYPES,
+    Instance,
+    InstanceDeregistered,
+    InstanceExpired,
+    InstanceRegistered,
+    InstanceStatusChanged,
+    InstanceView,
+    ObservedResource,
+    PickRequest,
+    ResourceObserved,
+)
+from tests._wait import eventually
+
+AMQP_URL = os.environ.get("GOVBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG_URL = os.environ.get("GOVBUS_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+MANAGER_TYPES = [
+    "resource.created",
+    "resource.updated",
+    "resource.status_changed",
+    "resource.deleted",
+    "resource.drift",
+]
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+# --- fixtures and helpers (test_manager_store.py imports some) -------------------------------
+
+
+@asynccontextmanager
+async def pg_database(prefix: str) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for one test: other suites share the `test` database and
+    run their own outbox relays on it, which would publish this test's rows."""
+    name = f"manager_{prefix}"
+    admin_dsn = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(params=["memory", "rabbitmq"])
+def broker_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "rabbitmq":
+        request.applymarker(pytest.mark.rabbitmq)
+        return AMQP_URL
+    return f"memory://manager-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def memory_url() -> str:
+    return f"memory://manager-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_url(request: pytest.FixtureRequest, tmp_path, unique) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/manager.db"
+        return
+    request.applymarker(pytest.mark.postgres)
+    async with pg_database(unique) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path}/manager.db"
+
+
+def host(instance_id: str, *, load: float | None = None, status: str = "passing") -> Instance:
+    return Instance(
+        service="host",
+        instance_id=instance_id,
+        address="10.0.0.1",
+        port=22,
+        status=status,  # type: ignore[arg-type]
+        registered_at=T0,
+        load=load,
+    )
+
+
+@dataclass
+class Harness:
+    """A manager worker on its own bus, and a client bus that calls it and records its events."""
+
+    client: Bus
+    worker_bus: Bus
+    worker: ManagerWorker
+    clock: VirtualClock
+    queues: list[str]
+    hosts: list[Instance] = field(default_factory=list)
+    seen: list[tuple[EventMeta, Any]] = field(default_factory=list)
+
+    async def call(self, method: str, **params: Any) -> Any:
+        return await self.client.call(method, params, timeout=5.0)
+
+    async def create(self, **spec: Any) -> dict[str, Any]:
+        return await self.call("manager.create", spec=spec)
+
+    async def vm(self, name: str, **extra: Any) -> dict[str, Any]:
+        return await self.create(
+            kind="vm", name=name, vcpus=2, memory_mb=2048, image="debian-12", **extra
+        )
+
+    async def resource(self, name: str) -> dict[str, Any]:
+        return await self.call("manager.resource", name=name)
+
+    def events(self, *types: str) -> list[tuple[EventMeta, Any]]:
+        return [(m, e) for m, e in self.seen if not types or m.type in types]
+
+    async def wait_events(self, count: int, *types: str) -> list[tuple[EventMeta, Any]]:
+        await eventually(lambda: len(self.events(*types)) >= count, what=f"{count} {types}")
+        return self.events(*types)
+
+    async def feed(self, event: Any, *, event_id: str, at: datetime) -> None:
+        """Publish `event` as the discovery worker (or a host agent) would, and wait until the
+        manager has handled it."""
+        stats = self.worker.consumer.stats  # type: ignore[union-attr]
+        before = stats.handled + stats.dead_lettered
+        await self.client.publish(event, event_id=event_id, time=at)
+        await eventually(
+            lambda: stats.handled + stats.dead_lettered > before, what=f"{event.TYPE} handled"
+        )
+        assert stats.dead_lettered == 0
+
+    async def count(self, table: Any) -> int:
+        async with self.worker.store.unit_of_work() as session:
+            return int(await session.scalar(select(func.count()).select_from(table)) or 0)
+
+    async def settled(self) -> None:
+        """Every committed outbox row has been relayed."""
+
+        async def unsent() -> int:
+            async with self.worker.store.unit_of_work() as session:
+                return int(
+                    await session.scalar(
+                        select(func.count()).select_from(OutboxRow).where(OutboxRow.sent == 0)
+                    )
+                    or 0
+                )
+
+        deadline = time.monotonic() + 5
+        while await unsent():
+            assert time.monotonic() < deadline, "outbox not relayed"
+            self.worker.relay.notify()
+            await eventually(lambda: True)
+
+
+@asynccontextmanager
+async def harness(
+    url: str, db_url: str, unique: str, *, discovery: bool = True, **config: Any
+) -> AsyncIterator[Harness]:
+    clock = VirtualClock(T0)
+    client = Bus(url, source="test", rpc_timeout=5.0)
+    await client.start()
+    queues = [f"{unique}.seen", f"{unique}.seen.dlq", f"{unique}.manager", f"{unique}.manager.dlq"]
+    worker_bus = Bus(url, source=SOURCE)
+    h: Harness | None = None
+    try:
+        seen: list[tuple[EventMeta, Any]] = []
+
+        async def record(event: Any, meta: EventMeta) -> None:
+            seen.append((meta, event))
+
+        await client.subscribe(
+            f"{unique}.seen",
+            MANAGER_TYPES,
+            dict.fromkeys(MANAGER_TYPES, record),
+            {t: EVENT_TYPES[t] for t in MANAGER_TYPES},
+        )
+        hosts: list[Instance] = []
+        if discovery:
+
+            async def pick(request: PickRequest) -> InstanceView:
+                assert (request.service, request.strategy) == ("host", "least_loaded")
+                healthy = [i for i in hosts if i.status in ("passing", "warning")]
+                if not healthy:
+                    raise NotFound("no passing instance of service 'host'")
+                best = min(healthy, key=lambda i: (i.load or 0.0, i.instance_id))
+                return InstanceView(index=len(hosts), protection=False, instance=best)
+
+            await client.serve(f"{unique}-discovery", {"discovery.pick": Method(PickRequest, pick)})
+        await worker_bus.start()
+        worker = await bootstrap(
+            bus=worker_bus,
+            db_url=db_url,
+            clock=clock,
+            config=ManagerConfig(
+                queue=f"{unique}.manager", pick_timeout_s=1.0, relay_poll_s=0.1, **config
+            ),
+        )
+        await worker.start()
+        assert worker.ready
+        h = Harness(client, worker_bus, worker, clock, queues, hosts, seen)
+        yield h
+    finally:
+        if h is not None:
+            await h.worker.stop()
+        await client.close()
+        for queue in queues:
+            await worker_bus.transport.delete_queue(queue)
+        await worker_bus.close()
+
+
+def vm_spec(name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "kind": "vm",
+        "name": name,
+        "vcpus": 2,
+        "memory_mb": 2048,
+        "image": "debian-12",
+        **extra,
+    }
+
+
+def summary(h: Harness, *types: str) -> list[tuple[str, str, int, str]]:
+    return [
+        (m.type, e.resource.name, e.version, e.resource.status)
+        for m, e in h.events(*types)
+        if m.type != "resource.drift"
+    ]
+
+
+# --- create, update, delete ------------------------------------------------------------------
+
+
+async def test_create_update_delete_with_versions(broker_url, db_url, unique):
+    async with harness(broker_url, db_url, unique) as h:
+        h.hosts.append(host("h-1", load=0.5))
+        vm = await h.vm("web-1")
+        assert (vm["status"], vm["host"], vm["version"]) == ("active", "h-1", 2)
+        assert vm["created_at"] == vm["updated_at"] == "2026-03-01T12:00:00Z"
+        net = await h.create(kind="network", name="lan", cidr="10.1.0.0/16")
+        assert (net["status"], net["host"], net["version"]) == ("active", None, 1)
+        vol = await h.create(kind="volume", name="data", size_gb=10, attached_to="web-1")
+        assert (vol["host"], vol["version"], vol["attached_to"]) == ("h-1", 1, "web-1")
+
+        await h.clock.advance(60)
+        updated = await h.call(
+            "manager.update",
+            name="web-1",
+            expected_version=2,
+            changes={"vcpus": 4, "labels": {"tier": "web"}},
+        )
+        assert (updated["vcpus"], updated["labels"], updated["version"]) == (4, {"tier": "web"}, 3)
+        assert updated["updated_at"] == "2026-03-01T12:01:00Z"
+        assert updated["created_at"] == vm["created_at"]
+        assert await h.resource("web-1") == updated
+
+        detached = await h.call(
+            "manager.update", name="data", expected_version=1, changes={"attached_to": None}
+        )
+        assert (detached["attached_to"], detached["host"], detached["version"]) == (None, None, 2)
+        gone = await h.call("manager.delete", name="data", expected_version=2)
+        assert gone == {"name": "data", "deleted": True, "version": 3}
+        gone = await h.call("manager.delete", name="web-1")
+        assert gone["version"] == 4
+        with pytest.raises(NotFound):
+            await h.resource("web-1")
+        page = await h.call("manager.resources")
+        assert [r["name"] for r in page["items"]] == ["lan"]
+
+        await h.wait_events(8)
+        assert summary(h) == [
+            ("resource.created", "web-1", 1, "pending"),
+            ("resource.status_changed", "web-1", 2, "active"),
+            ("resource.created", "lan", 1, "active"),
+            ("resource.created", "data", 1, "active"),
+            ("resource.updated", "web-1", 3, "active"),
+            ("resource.updated", "data", 2, "active"),
+            ("resource.deleted", "data", 3, "active"),
+            ("resource.deleted", "web-1", 4, "active"),
+        ]
+        metas = [m for m, _ in h.events()]
+        assert {m.source for m in metas} == {SOURCE}
+        assert len({m.id for m in metas}) == 8
+        _, placed = h.events("resource.status_changed")[0]
+        assert (placed.previous, placed.reason, placed.resource.host) == (
+            "pending",
+            "placed",
+            "h-1",
+        )
+        _, changed = h.events("resource.updated")[0]
+        assert changed.changed == ["labels", "vcpus"]
+
+
+async def test_listing_filters_and_pages(memory_url, sqlite_url, unique):
+    async with harness(memory_url, sqlite_url, unique) as h:
+        h.hosts.append(host("h-1"))
+        for i in range(5):
+            await h.create(
+                kind="network",
+                name=f"net-{i}",
+                cidr=f"10.{i}.0.0/16",
+                labels={"env": "prod" if i % 2 else "dev"},
+            )
+        await h.vm("vm-a", labels={"env": "prod"})
+        page = await h.call("manager.resources", kind="network", limit=2)
+        assert [r["name"] for r in page["items"]] == ["net-0", "net-1"] and page["next"]
+        page = await h.call("manager.resources", kind="network", limit=2, cursor=page["next"])
+        assert [r["name"] for r in page["items"]] == ["net-2", "net-3"]
+        page = await h.call("manager.resources", kind="network", limit=2, cursor=page["next"])
+        assert [r["name"] for r in page["items"]] == ["net-4"] and page["next"] is None
+        prod = await h.call("manager.resources", label={"env": "prod"})
+        assert [r["name"] for r in prod["items"]] == ["net-1", "net-3", "vm-a"]
+        vms = await h.call("manager.resources", status="active", kind="vm")
+        assert [r["name"] for r in vms["items"]] == ["vm-a"]
+        assert (await h.call("manager.resources", status="unreachable"))["items"] == []
+
+
+async def test_conflicts(memory_url, db_url, unique):
+    async with harness(memory_url, db_url, unique) as h:
+        h.hosts.append(host("h-1"))
+        await h.vm("web-1")
+        await h.create(kind="volume", name="data", size_gb=1, attached_to="web-1")
+        await h.settled()
+        rows, events = await h.count(ResourceRow), await h.count(OutboxRow)
+
+        with pytest.raises(Conflict, match="already exists"):
+            await h.vm("web-1")
+        with pytest.raises(Conflict, match="already exists"):
+            await h.create(kind="network", name="data", cidr="10.0.0.0/8")
+        with pytest.raises(Conflict) as stale:
+            await h.call("manager.update", name="web-1", expected_version=1, changes={"vcpus": 8})
+        assert stale.value.details == {"name": "web-1", "expected_version": 1, "version": 2}
+        with pytest.raises(Conflict):
+            await h.call("manager.delete", name="web-1", expected_version=1)
+        with pytest.raises(Conflict, match="detach them first"):
+            await h.call("manager.delete", name="web-1")
+        with pytest.raises(NotFound):
+            await h.call("manager.update", name="nope", expected_version=1, changes={"vcpus": 8})
+        with pytest.raises(NotFound):
+            await h.call("manager.delete", name="nope")
+
+        assert (await h.count(ResourceRow), await h.count(OutboxRow)) == (rows, events)
+        assert (await h.resource("web-1"))["version"] == 2
+
+
+INVALID = [
+    ("unknown kind", "manager.create", {"spec": {"kind": "container", "name": "x"}}, "spec"),
+    (
+        "negative size",
+        "manager.create",
+        {"spec": {"kind": "volume", "name": "v", "size_gb": -1}},
+        "size_gb",
+    ),
+    (
+        "host bits in cidr",
+        "manager.create",
+        {"spec": {"kind": "network", "name": "n", "cidr": "10.0.0.1/24"}},
+        "cidr",
+    ),
+    (
+        "not a cidr",
+        "manager.create",
+        {"spec": {"kind": "network", "name": "n", "cidr": "ten-dot-oh"}},
+        "cidr",
+    ),
+    ("wildcard name", "manager.create", {"spec": vm_spec("web-*")}, "name"),
+    ("name over 63", "manager.create", {"spec": vm_spec("a" * 64)}, "name"),
+    ("unknown field", "manager.create", {"spec": vm_spec("ok", colour="red")}, "colour"),
+    (
+        "missing expected_version",
+        "manager.update",
+        {"name": "base", "changes": {"vcpus": 4}},
+        "expected_version",
+    ),
+    (
+        "field of another kind",
+        "manager.update",
+        {"name": "base", "expected_version": 2, "changes": {"cidr": "10.0.0.0/8"}},
+        "changes.cidr",
+    ),
+    (
+        "empty patch",
+        "manager.update",
+        {"name": "base", "expected_version": 2, "changes": {}},
+        "changes",
+    ),
+    (
+        "attach to a missing vm",
+        "manager.create",
+        {"spec": {"kind": "volume", "name": "v", "size_gb": 1, "attached_to": "ghost"}},
+        "spec.attached_to",
+    ),
+    (
+        "attach to a network",
+        "manager.create",
+        {"spec": {"kind": "volume", "name": "v", "size_gb": 1, "attached_to": "lan"}},
+        "spec.attached_to",
+    ),
+]
+
+
+async def test_bad_input_is_invalid_naming_the_field_and_changes_nothing(
+    memory_url, sqlite_url, unique
+):
+    async with harness(memory_url, sqlite_url, unique) as h:
+        h.hosts.append(host("h-1"))
+        await h.vm("base")
+        await h.create(kind="network", name="lan", cidr="10.9.0.0/16")
+        await h.settled()
+        rows, events, published = await h.count(ResourceRow), await h.count(OutboxRow), len(h.seen)
+        for what, method, params, field_name in INVALID:
+            with pytest.raises(Invalid) as caught:
+                await h.client.call(method, params, timeout=5.0)
+            fields = [e["field"] for e in caught.value.details["errors"]]
+            assert any(field_name in f for f in fields), (what, fields)
+            assert field_name in caught.value.message, (what, caught.value.message)
+        assert (await h.count(ResourceRow), await h.count(OutboxRow)) == (rows, events)
+        assert len(h.seen) == published
+
+
+# --- placement ---------------------------------------------------------------------------------
+
+
+async def test_vm_goes_to_the_least_loaded_passing_host(memory_url, sqlite_url, unique):
+    async with harness(memory_url, sqlite_url, unique) as h:
+        h.hosts.extend(
+            [
+                host("h-busy", load=0.9),
+                host("h-idle", load=0.1),
+                host("h-down", load=0.0, status="critical"),
+            ]
+        )
+        assert (await h.vm("web-1"))["host"] == "h-idle"
+
+
+async def test_no_healthy_host_is_unavailable_and_writes_nothing(memory_url, sqlite_url, unique):
+    async with harness(memory_url, sqlite_url, unique) as h:
+        h.hosts.append(host("h-down", status="critical"))
+        with pytest.raises(Unavailable) as caught:
+            await h.vm("web-1")
+        assert caught.value.details["reason"] == "no_healthy_host"
+        assert (await h.count(ResourceRow), await h.count(OutboxRow)) == (0, 0)
+        # Networks and volumes need no host.
+        assert (await h.create(kind="network", name="lan", cidr="10.0.0.0/8"))["version"] == 1
+
+
+async def test_discovery_down_is_unavailable_quickly(broker_url, sqlite_url, unique):
+    async with harness(broker_url, sqlite_url, unique, discovery=False) as h:
+        began = time.monotonic()
+        with pytest.raises(Unavailable) as caught:
+            await h.vm("web-1")
+        assert time.monotonic() - began < 1.5
+        assert caught.value.details["reason"] in ("discovery_unavailable", "circuit_open")
+        assert (await h.count(ResourceRow), await h.count(OutboxRow)) == (0, 0)
+
+
+# --- host health -------------------------------------------------------------------------------
+
+
+def status_changed(instance_id: str, previous: str, status: str, reason: str, service="host"):
+    return InstanceStatusChanged(
+        service=service,
+        instance_id=instance_id,
+        previous=previous,  # type: ignore[arg-type]
+        status=status,  # type: ignore[arg-type]
+        reason=reason,
+    )
+
+
+async def test_host_failure_makes_resources_unreachable_and_back(broker_url, sqlite_url, unique):
+    async with harness(broker_url, sqlite_url, unique) as h:
+        h.hosts.append(host("h-1"))
+        web = await h.vm("web-1")
+        vol = await h.create(kind="volume", name="data", size_gb=1, attached_to="web-1")
+        h.hosts[:] = [host("h-2")]
+        await h.vm("web-2")
+        await h.wait_events(5)
+
+        cause, at = str(uuid.uuid4()), T0 + timedelta(minutes=5)
+        await h.feed(
+            status_changed("h-1", "passing", "critical", "heartbeat_missed"), event_id=cause, at=at
+        )
+        assert (await h.resource("web-1"))["status"] == "unreachable"
+        assert (await h.resource("data"))["status"] == "unreachable"
+        assert (await h.resource("web-2"))["status"] == "active"
+        await h.wait_events(4, "resource.status_changed")
+        lost = h.events("resource.status_changed")[2:]
+        assert {(e.resource.name, e.previous, e.status, e.reason) for _, e in lost} == {
+            ("data", "active", "unreachable", "host_critical"),
+            ("web-1", "active", "unreachable", "host_critical"),
+        }
+        ids = {web["id"]: "web-1", vol["id"]: "data"}
+        for meta, event in lost:
+            assert meta.id == derived_id(cause, event.resource.id, "resource.status_changed")
+            assert meta.time == at == event.resource.updated_at
+            assert ids[event.resource.id] == event.resource.name
+
+        # Another service's instance going critical is none of the manager's business.
+        await h.feed(
+            status_changed("h-2", "passing", "critical", "heartbeat_missed", "web"),
+            event_id=str(uuid.uuid4()),
+            at=at,
+        )
+        assert (await h.resource("web-2"))["status"] == "active"
+
+        await h.feed(
+            status_changed("h-1", "critical", "passing", "recovered"),
+            event_id=str(uuid.uuid4()),
+            at=at + timedelta(seconds=30),
+        )
+        web_now = await h.resource("web-1")
+        assert (web_now["status"], web_now["version"]) == ("active", 4)
+        assert (await h.resource("data"))["status"] == "active"
+
+        await h.feed(
+            InstanceExpired(service="host", instance_id="h-2"),
+            event_id=str(uuid.uuid4()),
+            at=at + timedelta(minutes=2),
+        )
+        assert (await h.resource("web-2"))["status"] == "unreachable"
+        await h.feed(
+            InstanceRegistered(instance=host("h-2")),
+            event_id=str(uuid.uuid4()),
+            at=at + timedelta(minutes=3),
+        )
+        assert (await h.resource("web-2"))["status"] == "active"
+        await h.feed(
+            InstanceDeregistered(service="host", instance_id="h-2"),
+            event_id=str(uuid.uuid4()),
+            at=at + timedelta(minutes=4),
+        )
+        assert (await h.resource("web-2"))["status"] == "unreachable"
+
+        await h.wait_events(9, "resource.status_changed")
+        reasons = [(e.resource.name, e.reason) for _, e in h.events("resource.status_changed")[4:]]
+        assert sorted(reasons[:2]) == [("data", "host_recovered"), ("web-1", "host_recovered")]
+        assert reasons[2:] == [
+            ("web-2", "host_expired"),
+            ("web-2", "host_registered"),
+            ("web-2", "host_deregistered"),
+        ]
+
+
+async def test_duplicate_delivery_has_no_second_effect(memory_url, db_url, unique):
+    async with harness(memory_url, db_url, unique) as h:
+        h.hosts.append(host("h-1"))
+        await h.vm("web-1")
+        cause = str(uuid.uuid4())
+        event = status_changed("h-1", "passing", "critical", "heartbeat_missed")
+        await h.feed(event, event_id=cause, at=T0)
+        await h.settled()
+        rows = await h.count(OutboxRow)
+        await h.feed(event, event_id=cause, at=T0)  # the same event again
+        assert await h.count(OutboxRow) == rows
+        assert (await h.resource("web-1"))["version"] == 3
+
+        observed = ResourceObserved(host="h-1", resources=[])
+        drift_cause = str(uuid.uuid4())
+        await h.feed(observed, event_id=drift_cause, at=T0)
+        await h.feed(observed, event_id=drift_cause, at=T0)
+        await h.settled()
+        assert await h.count(OutboxRow) == rows + 1
+        await h.wait_events(1, "resource.drift")
+        assert len(h.events("resource.status_changed")) == 2
+
+
+# --- drift -------------------------------------------------------------------------------------
+
+
+async def test_drift_reports_missing_unexpected_and_mismatched(memory_url, sqlite_url, unique):
+    async with harness(memory_url, sqlite_url, unique) as h:
+        h.hosts.append(host("h-1"))
+        await h.vm("web-1")
+        await h.vm("web-2")
+        await h.create(kind="volume", name="data", size_gb=1, attached_to="web-1")
+        h.hosts[:] = [host("h-2")]
+        await h.vm("elsewhere")
+
+        in_sync = ResourceObserved(
+            host="h-1",
+            resources=[
+                ObservedResource(kind="vm", name="web-1", status="active"),
+                ObservedResource(kind="vm", name="web-2", status="active"),
+                ObservedResource(kind="volume", name="data", status="active"),
+            ],
+        )
+        await h.feed(in_sync, event_id=str(uuid.uuid4()), at=T0)
+
+        cause, at = str(uuid.uuid4()), T0 + timedelta(minutes=1)
+        report = ResourceObserved(
+            host="h-1",
+            resources=[
+                ObservedResource(kind="vm", name="web-1", status="active"),
+                ObservedResource(kind="vm", name="web-2", status="error"),
+                ObservedResource(kind="vm", name="stray", status="active"),
+                ObservedResource(kind="volume", name="web-1", status="active"),
+            ],
+        )
+        await h.feed(report, event_id=cause, at=at)
+        ((meta, drift),) = await h.wait_events(1, "resource.drift")
+        assert meta.id == derived_id(cause, "h-1", "resource.drift")
+        assert meta.time == at and meta.source == SOURCE
+        assert drift.host == "h-1"
+        assert [(r.kind, r.name, r.status) for r in drift.missing] == [("volume", "data", "active")]
+        assert [(r.kind, r.name) for r in drift.unexpected] == [
+            ("vm", "stray"),
+            ("volume", "web-1"),
+        ]
+        assert [(m.name, m.desired_status, m.observed_status) for m in drift.mismatched] == [
+            ("web-2", "active", "error")
+        ]
+        # Drift is reported, not acted upon: the inventory is unchanged.
+        assert (await h.resource("web-2"))["status"] == "active"
