@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,10 @@ async def _worker(package: str, url: str, db_url: str, **kwargs: Any) -> AsyncIt
     bus = Bus(url, source=getattr(module, "SOURCE", package))
     await bus.start()
     try:
-        built = module.bootstrap(bus=bus, db_url=db_url, **kwargs)
+        factory = getattr(module, "bootstrap", None)
+        if factory is None or inspect.ismodule(factory):
+            factory = importlib.import_module(f"{package}.bootstrap").bootstrap
+        built = factory(bus=bus, db_url=db_url, **kwargs)
         worker = await built if inspect.isawaitable(built) else built
         await worker.start()
         try:
@@ -80,3 +84,23 @@ async def edge_stack(
         app = create_app(bus=bus, settings=load_settings(auth_secret=SECRET), limits=limits)
         test_app = await stack.enter_async_context(app.test_app())
         yield Stack(app, test_app.test_client(), bus, url, running, bearer())
+
+
+@contextlib.contextmanager
+def private_vhost(amqp_url: str, name: str) -> Iterator[str]:
+    """A fresh vhost on the shared RabbitMQ (guest may use it), deleted afterwards.
+
+    RPC methods are routing keys on `govbus.rpc`: two workers serving the same method on one
+    vhost would both answer, so tests that run real workers on RabbitMQ take a vhost of their own.
+    """
+    vhost = f"govbus-test-{name}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, timeout=60)
+    try:
+        subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+            check=True,
+            timeout=60,
+        )
+        yield amqp_url.rstrip("/") + "/" + vhost
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False, timeout=60)

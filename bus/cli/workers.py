@@ -78,7 +78,10 @@ async def _worker(package: str, url: str, db_url: str) -> AsyncIterator[Worker]:
     bus = Bus(url, source=getattr(module, "SOURCE", f"govbus/{package}"))
     await bus.start()
     try:
-        built = module.bootstrap(bus=bus, db_url=db_url)
+        factory = getattr(module, "bootstrap", None)
+        if factory is None or inspect.ismodule(factory):
+            factory = importlib.import_module(f"{package}.bootstrap").bootstrap
+        built = factory(bus=bus, db_url=db_url)
         worker: Worker = await built if inspect.isawaitable(built) else built
         await worker.start()
         try:

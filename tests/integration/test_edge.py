@@ -126,7 +126,7 @@ async def test_register_pick_heartbeat_drain_deregister(stack):
 async def test_unknown_things_are_404_problems(stack):
     c, h = stack.client, stack.headers
     for path in (
-        "/v1/services/nothing/pick",
+        "/v1/services/nothing",
         "/v1/resources/nothing",
         "/resource/nothing",
         "/v1/no-such-route",
@@ -138,6 +138,9 @@ async def test_unknown_things_are_404_problems(stack):
         assert body["status"] == 404 and body["detail"]
     r = await c.put("/v1/instances/ghost-1/heartbeat", headers=h, json={})
     assert r.status_code == 404
+    # nothing to pick from is the worker's `unavailable`: 503, worth retrying later
+    r = await c.get("/v1/services/nothing/pick", headers=h)
+    assert r.status_code == 503 and "Retry-After" in r.headers
 
 
 async def test_resource_lifecycle_with_etags(stack):
