@@ -1,0 +1,1 @@
+"""The discovery worker: the live service registry behind `discovery.*`."""

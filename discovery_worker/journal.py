@@ -1,0 +1,266 @@
+"""The registry's durable side: its tables, the write-behind flush, and restore on start.
+
+Heartbeats change memory only. `flush()` writes, in one transaction, every instance changed
+since the last flush, the removals, the resource placements, the registry index and
+protection state, the inbox marks of the events that wait for it, and the derived events
+(to the `bus.store` outbox, published by the `OutboxRelay` after commit). So a derived event
+is durable exactly when the state that caused it is: after a crash the restored registry
+re-derives what was lost, with the same deterministic ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pydantic_core import to_json
+from sqlalchemy import BigInteger, Boolean, Float, Integer, String, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import JSON
+
+from bus.clock import Clock
+from bus.store import Base, InboxRow, OutboxRow, Store
+
+from ._entry import Entry
+from ._time import from_us
+from .registry import Derived, Registry
+
+log = logging.getLogger(__name__)
+
+
+class InstanceRow(Base):
+    __tablename__ = "discovery_instances"
+    instance_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    service: Mapped[str] = mapped_column(String(63), index=True)
+    address: Mapped[str] = mapped_column(String(253))
+    port: Mapped[int] = mapped_column(Integer)
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    meta: Mapped[dict[str, str]] = mapped_column(JSON)
+    weight: Mapped[int] = mapped_column(Integer)
+    ttl_s: Mapped[float] = mapped_column(Float)
+    deregister_after_s: Mapped[float] = mapped_column(Float)
+    registered_at_us: Mapped[int] = mapped_column(BigInteger)
+    last_heartbeat_us: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    reported: Mapped[str] = mapped_column(String(16))
+    draining: Mapped[bool] = mapped_column(Boolean)
+    missed: Mapped[bool] = mapped_column(Boolean)
+    missed_at_us: Mapped[int] = mapped_column(BigInteger)
+    load: Mapped[float | None] = mapped_column(Float, nullable=True)
+    note: Mapped[str] = mapped_column(String(1024))
+
+
+class PlacementRow(Base):
+    __tablename__ = "discovery_placements"
+    resource_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
+class StateRow(Base):
+    __tablename__ = "discovery_state"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+TABLES = [
+    Base.metadata.tables[name]
+    for name in (
+        InstanceRow.__tablename__,
+        PlacementRow.__tablename__,
+        StateRow.__tablename__,
+        InboxRow.__tablename__,
+        OutboxRow.__tablename__,
+    )
+]
+"""The tables a discovery worker needs (its own, and the shared inbox and outbox)."""
+
+
+def _row(entry: Entry) -> dict[str, Any]:
+    return {
+        "instance_id": entry.instance_id,
+        "service": entry.service,
+        "address": entry.address,
+        "port": entry.port,
+        "tags": list(entry.tags),
+        "meta": entry.meta or {},
+        "weight": entry.weight,
+        "ttl_s": entry.ttl_s,
+        "deregister_after_s": entry.deregister_after_s,
+        "registered_at_us": entry.registered_at,
+        "last_heartbeat_us": entry.last_heartbeat,
+        "status": entry.status,
+        "reported": entry.reported,
+        "draining": entry.draining,
+        "missed": entry.missed,
+        "missed_at_us": entry.missed_at,
+        "load": entry.load,
+        "note": entry.note,
+    }
+
+
+def _entry(row: InstanceRow) -> Entry:
+    return Entry(
+        service=row.service,
+        instance_id=row.instance_id,
+        address=row.address,
+        port=row.port,
+        tags=tuple(row.tags),
+        meta=dict(row.meta) or None,
+        weight=row.weight,
+        ttl_s=row.ttl_s,
+        deregister_after_s=row.deregister_after_s,
+        registered_at=row.registered_at_us,
+        last_heartbeat=row.last_heartbeat_us,
+        status=row.status,  # type: ignore[arg-type]
+        reported=row.reported,  # type: ignore[arg-type]
+        draining=row.draining,
+        missed=row.missed,
+        missed_at=row.missed_at_us,
+        load=row.load,
+        note=row.note,
+    )
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+
+
+async def _upsert(session: AsyncSession, table: Any, key: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    stmt = _insert(session, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[key],
+        set_={name: stmt.excluded[name] for name in rows[0] if name != key},
+    )
+    await session.execute(stmt, rows)
+
+
+class Journal:
+    """Writes the registry behind, in batches, and restores it."""
+
+    def __init__(
+        self, store: Store, registry: Registry, *, clock: Clock, consumer: str, source: str
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        self.consumer = consumer
+        self.source = source
+        self.marks: set[str] = set()
+        self.flushes = 0
+        self.on_events: Callable[[], None] | None = None  # called after events were committed
+        self._lock = asyncio.Lock()
+
+    async def create_tables(self) -> None:
+        async with self.store.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all, tables=TABLES)
+
+    async def load(self) -> None:
+        """Fill the (empty) registry from the store."""
+        async with self.store.unit_of_work() as session:
+            rows = (await session.scalars(select(InstanceRow))).all()
+            placements = (await session.scalars(select(PlacementRow))).all()
+            state = {r.key: r.value for r in (await session.scalars(select(StateRow))).all()}
+        self.registry.load(
+            [_entry(row) for row in rows],
+            index=state.get("index", 0),
+            protection=bool(state.get("protection", 0)),
+            protection_exited_us=state.get("protection_exited_us", 0),
+            placements={p.resource_id: (p.host, p.version) for p in placements},
+        )
+        log.info("restored %d instance(s) at index %d", len(rows), self.registry.index)
+
+    async def seen(self, event_id: str) -> bool:
+        """Whether an event was already processed (and its effect flushed)."""
+        if event_id in self.marks:
+            return True  # applied, not flushed yet: its effect is in memory
+        async with self.store.unit_of_work() as session:
+            found = await session.get(InboxRow, (self.consumer, event_id))
+        return found is not None
+
+    def mark(self, event_id: str) -> None:
+        """Record `event_id` as processed in the next flush."""
+        self.marks.add(event_id)
+
+    async def flush(self) -> int:
+        """Write what changed since the last flush in one transaction; returns rows written.
+
+        On failure nothing is forgotten: the same changes are written by the next flush.
+        """
+        async with self._lock:
+            return await self._flush()
+
+    async def _flush(self) -> int:
+        reg = self.registry
+        if not (reg.dirty or reg.removed or reg.dirty_placements or reg.pending or self.marks):
+            return 0
+        # Take everything synchronously (handlers keep changing memory while we await).
+        dirty, reg.dirty = reg.dirty, set()
+        removed, reg.removed = reg.removed, set()
+        moved, reg.dirty_placements = reg.dirty_placements, set()
+        pending, reg.pending = reg.pending, []
+        marks, self.marks = self.marks, set()
+        rows = [_row(reg.instances[i]) for i in sorted(dirty) if i in reg.instances]
+        placements = [
+            {"resource_id": r, "host": reg.placements[r][0], "version": reg.placements[r][1]}
+            for r in sorted(moved)
+            if r in reg.placements
+        ]
+        state = [
+            {"key": "index", "value": reg.index},
+            {"key": "protection", "value": int(reg.protection)},
+            {"key": "protection_exited_us", "value": reg.protection_exited_us},
+        ]
+        now = self.clock.now()
+        try:
+            async with self.store.unit_of_work() as session:
+                await _upsert(session, InstanceRow.__table__, "instance_id", rows)
+                if removed:
+                    await session.execute(
+                        delete(InstanceRow).where(InstanceRow.instance_id.in_(sorted(removed)))
+                    )
+                await _upsert(session, PlacementRow.__table__, "resource_id", placements)
+                await _upsert(session, StateRow.__table__, "key", state)
+                if marks:
+                    await session.execute(
+                        _insert(session, InboxRow.__table__).on_conflict_do_nothing(),
+                        [
+                            {"consumer": self.consumer, "event_id": m, "processed_at": now}
+                            for m in sorted(marks)
+                        ],
+                    )
+                if pending:
+                    await session.execute(
+                        _insert(session, OutboxRow.__table__).on_conflict_do_nothing(),
+                        [self._outbox_row(d) for d in pending],
+                    )
+        except BaseException:
+            reg.dirty |= dirty - reg.removed
+            reg.removed |= removed - reg.dirty
+            reg.dirty_placements |= moved
+            reg.pending[:0] = pending
+            self.marks |= marks
+            raise
+        self.flushes += 1
+        if pending and self.on_events is not None:
+            self.on_events()
+        return len(rows) + len(removed) + len(placements) + len(pending)
+
+    def _outbox_row(self, derived: Derived) -> dict[str, Any]:
+        return {
+            "event_id": derived.event_id,
+            "event_type": derived.event.TYPE,
+            "source": self.source,
+            "time": from_us(derived.time_us),
+            "body": to_json(derived.event),
+            "traceparent": None,
+            "sent": 0,
+        }

@@ -1,0 +1,93 @@
+"""The answers of the `discovery.*` methods, built from the registry.
+
+Every answer carries the registry `index` and whether expiry protection is on.
+"""
+
+from __future__ import annotations
+
+from bus.errors import NotFound
+from schemas import (
+    InstanceRequest,
+    InstanceView,
+    PickRequest,
+    RegistryView,
+    ServiceRequest,
+    ServicesRequest,
+    ServiceSummary,
+    ServicesView,
+    ServiceView,
+    StateRequest,
+)
+
+from ._entry import instance_view
+from .balancer import Balancer
+from .registry import Registry
+
+
+async def services(request: ServicesRequest, *, registry: Registry) -> ServicesView:
+    """`discovery.services`: one summary per service, by name."""
+    summaries = []
+    for name in sorted(registry.by_service):
+        group = registry.by_service[name].values()
+        counts = {"passing": 0, "warning": 0, "critical": 0, "draining": 0}
+        tags: set[str] = set()
+        for entry in group:
+            counts[entry.status] += 1
+            tags.update(entry.tags)
+        summaries.append(
+            ServiceSummary(service=name, instances=len(group), tags=sorted(tags), **counts)
+        )
+    return ServicesView(index=registry.index, protection=registry.protection, services=summaries)
+
+
+async def service(request: ServiceRequest, *, registry: Registry) -> ServiceView:
+    """`discovery.service`: the instances of one service, filtered; `not_found` if unknown."""
+    group = registry.by_service.get(request.name)
+    if group is None:
+        raise NotFound(f"no service {request.name!r} is registered", {"service": request.name})
+    wanted = request.meta.items()
+    chosen = [
+        instance_view(entry)
+        for _, entry in sorted(group.items())
+        if (not request.passing_only or entry.status == "passing")
+        and (request.tag is None or request.tag in entry.tags)
+        and all((entry.meta or {}).get(k) == v for k, v in wanted)
+    ]
+    return ServiceView(
+        index=registry.index,
+        protection=registry.protection,
+        service=request.name,
+        instances=chosen,
+    )
+
+
+async def instance(request: InstanceRequest, *, registry: Registry) -> InstanceView:
+    """`discovery.instance`: one instance by id; `not_found` if unknown."""
+    entry = registry.instances.get(request.instance_id)
+    if entry is None:
+        raise NotFound(
+            f"no instance {request.instance_id!r} is registered",
+            {"instance_id": request.instance_id},
+        )
+    return InstanceView(
+        index=registry.index, protection=registry.protection, instance=instance_view(entry)
+    )
+
+
+async def pick(request: PickRequest, *, balancer: Balancer) -> InstanceView:
+    """`discovery.pick`: one instance, load-balanced; `unavailable` when none may be picked."""
+    entry = balancer.pick(request.service, request.strategy, request.tag)
+    registry = balancer.registry
+    return InstanceView(
+        index=registry.index, protection=registry.protection, instance=instance_view(entry)
+    )
+
+
+async def state(request: StateRequest, *, registry: Registry) -> RegistryView:
+    """`discovery.state`: every instance (by service, then id) with the index."""
+    instances = [
+        instance_view(entry)
+        for name in sorted(registry.by_service)
+        for _, entry in sorted(registry.by_service[name].items())
+    ]
+    return RegistryView(index=registry.index, protection=registry.protection, instances=instances)

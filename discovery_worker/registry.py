@@ -1,0 +1,355 @@
+"""The live service registry: instances, health transitions, expiry and its protection.
+
+Pure logic, no I/O: every method takes the time it happens at (microseconds since the epoch,
+from the causing event or the clock) and returns the events it derives, which it also queues
+in `pending` for the journal to write and publish. Deriving the same inputs in the same order
+gives the same state and the same events (ids included), which is what makes replay exact.
+
+Health, for each instance:
+
+- registered (or re-registered) -> `passing`, its heartbeat clock starts at the event's time;
+- a heartbeat sets the status it reports (`reason="reported"`) or brings a missed instance
+  back (`reason="recovered"`); a draining instance stays `draining`;
+- no heartbeat for `ttl_s` -> `critical` (`reason="heartbeat_missed"`);
+- missed for `deregister_after_s` more -> removed (`registry.instance.expired`), unless
+  expiry protection is on.
+
+Expiry protection: when at least `min_critical` instances, and more than `threshold` of all
+instances, missed their heartbeats within one TTL window, expiry stops (they stay listed as
+`critical`) until heartbeats resume and the missing share falls back under the rule.
+"""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+
+from schemas import (
+    Deregister,
+    Drain,
+    Event,
+    Heartbeat,
+    HeartbeatUnknown,
+    InstanceDeregistered,
+    InstanceExpired,
+    InstanceRegistered,
+    InstanceStatus,
+    InstanceStatusChanged,
+    ProtectionEntered,
+    ProtectionExited,
+    Register,
+)
+
+from ._entry import Entry, entry_from_register, instance_view
+from ._time import NEVER, from_us
+
+NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://govbus.dev/discovery")
+
+
+def derived_id(*cause: object) -> str:
+    """The id of an event derived from `cause` (the same cause always gives the same id)."""
+    return str(uuid.uuid5(NAMESPACE, ":".join(str(part) for part in cause)))
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """An event the registry derived, with its deterministic id and its time."""
+
+    event: Event
+    event_id: str
+    time_us: int
+
+
+class Registry:
+    """Every known instance, by id and by service, with the registry `index`."""
+
+    def __init__(self, *, threshold: float = 0.5, min_critical: int = 3) -> None:
+        self.threshold = threshold
+        self.min_critical = min_critical
+        self.instances: dict[str, Entry] = {}
+        self.by_service: dict[str, dict[str, Entry]] = {}
+        self.index = 0
+        self.protection = False
+        self.protection_exited_us = 0
+        self.missed: set[str] = set()
+        self.pending: list[Derived] = []
+        # What the journal has yet to write.
+        self.dirty: set[str] = set()
+        self.removed: set[str] = set()
+        # Resources placed on instances (learnt from `resource.*`): id -> (host, version).
+        self.placements: dict[str, tuple[str | None, int]] = {}
+        self.placed: Counter[str] = Counter()
+        self.dirty_placements: set[str] = set()
+        self._heap: list[tuple[int, str]] = []
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def register(self, event: Register, event_id: str, at: int) -> list[Derived]:
+        """Add an instance, or update it (moving it if it names another service)."""
+        mark = len(self.pending)
+        old = self.instances.get(event.instance_id)
+        new = entry_from_register(event, at)
+        if old is None:
+            self._add(new)
+            self._emit(InstanceRegistered(instance=instance_view(new)), at, event_id, new)
+            self._status(new, None, "registered", at, event_id)
+        else:
+            changed = not old.same_registration(new)
+            previous = old.status
+            if old.service != new.service:
+                self._remove(old)
+                new.registered_at = old.registered_at
+                self._add(new)
+                entry = new
+            else:
+                entry = old
+                entry.update_from(new)
+            entry.last_heartbeat = max(entry.last_heartbeat, at)
+            entry.reported, entry.draining, entry.load, entry.note = "passing", False, None, ""
+            self._unmiss(entry)
+            entry.status = "passing"
+            self._touch(entry)
+            if changed:
+                self._emit(InstanceRegistered(instance=instance_view(entry)), at, event_id, entry)
+            if previous != entry.status:
+                self._status(entry, previous, "reregistered", at, event_id)
+            self._check_exit(at, event_id)
+        self._schedule(self.instances[event.instance_id])
+        return self.pending[mark:]
+
+    def heartbeat(self, event: Heartbeat, event_id: str, at: int) -> list[Derived]:
+        """Touch an instance; a heartbeat older than the last one seen has no effect."""
+        entry = self.instances.get(event.instance_id)
+        if entry is None or entry.service != event.service:
+            derived = Derived(
+                HeartbeatUnknown(service=event.service, instance_id=event.instance_id),
+                derived_id(event_id, HeartbeatUnknown.TYPE),
+                at,
+            )
+            self.pending.append(derived)
+            return [derived]
+        if at < entry.last_heartbeat or (
+            at == entry.last_heartbeat
+            and (event.status, event.load, event.note) == (entry.reported, entry.load, entry.note)
+        ):
+            return []  # stale, or the same heartbeat again
+        mark = len(self.pending)
+        previous = entry.status
+        was_missed = entry.missed
+        entry.last_heartbeat = at
+        entry.reported, entry.load, entry.note = event.status, event.load, event.note
+        self._unmiss(entry)
+        entry.status = "draining" if entry.draining else event.status
+        self._touch(entry)
+        if entry.status != previous:
+            self._status(entry, previous, "recovered" if was_missed else "reported", at, event_id)
+        if was_missed:
+            self._check_exit(at, event_id)
+            self._schedule(entry)
+        return self.pending[mark:]
+
+    def deregister(self, event: Deregister, event_id: str, at: int) -> list[Derived]:
+        entry = self.instances.get(event.instance_id)
+        if entry is None or entry.service != event.service:
+            return []
+        mark = len(self.pending)
+        self._remove(entry)
+        self._emit(
+            InstanceDeregistered(service=entry.service, instance_id=entry.instance_id),
+            at,
+            event_id,
+            entry,
+        )
+        self._check_exit(at, event_id)
+        return self.pending[mark:]
+
+    def drain(self, event: Drain, event_id: str, at: int) -> list[Derived]:
+        entry = self.instances.get(event.instance_id)
+        if entry is None or entry.service != event.service or entry.draining:
+            return []
+        mark = len(self.pending)
+        entry.draining = True
+        previous = entry.status
+        if not entry.missed:
+            entry.status = "draining"
+        self._touch(entry)
+        if previous != entry.status:
+            self._status(entry, previous, "drain_requested", at, event_id)
+        return self.pending[mark:]
+
+    def place(self, resource_id: str, host: str | None, version: int, *, deleted: bool) -> bool:
+        """Learn where a resource lives; an event older than the version known is ignored."""
+        known = self.placements.get(resource_id)
+        if known is not None and version <= known[1]:
+            return False
+        if known is not None and known[0] is not None:
+            self.placed[known[0]] -= 1
+            if self.placed[known[0]] <= 0:
+                del self.placed[known[0]]
+        if deleted:
+            # Keep the version (host None) so a late duplicate cannot bring it back.
+            self.placements[resource_id] = (None, version)
+        else:
+            self.placements[resource_id] = (host, version)
+            if host is not None:
+                self.placed[host] += 1
+        self.dirty_placements.add(resource_id)
+        return True
+
+    # -- time ------------------------------------------------------------------------------
+
+    def next_due(self) -> int | None:
+        """When the next timer may fire (possibly early: `advance` re-checks)."""
+        return self._heap[0][0] if self._heap else None
+
+    def advance(self, now: int) -> list[Derived]:
+        """Apply every expiry transition due by `now`, each at its own due time."""
+        mark = len(self.pending)
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            due, instance_id = heapq.heappop(heap)
+            entry = self.instances.get(instance_id)
+            if entry is None or entry.scheduled != due:
+                continue  # removed, or rescheduled earlier: a stale heap entry
+            entry.scheduled = NEVER  # its heap entry is gone
+            if entry.due(self.protection) > due:
+                self._schedule(entry)  # a heartbeat moved it on (or protection parks it)
+                continue
+            if not entry.missed:
+                self._miss(entry, due)
+                self._schedule(entry)
+            else:
+                self._expire(entry, max(due, self.protection_exited_us))
+        return self.pending[mark:]
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def load(
+        self,
+        entries: list[Entry],
+        *,
+        index: int,
+        protection: bool,
+        protection_exited_us: int,
+        placements: dict[str, tuple[str | None, int]],
+    ) -> None:
+        """Restore what the journal saved; every instance is judged by its last heartbeat."""
+        for entry in entries:
+            entry.scheduled = NEVER
+            self._add(entry)
+            if entry.missed:
+                self.missed.add(entry.instance_id)
+            self._schedule(entry)
+        self.index = index
+        self.protection = protection
+        self.protection_exited_us = protection_exited_us
+        for resource_id, (host, version) in placements.items():
+            self.placements[resource_id] = (host, version)
+            if host is not None:
+                self.placed[host] += 1
+        self.dirty.clear()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _add(self, entry: Entry) -> None:
+        self.instances[entry.instance_id] = entry
+        self.by_service.setdefault(entry.service, {})[entry.instance_id] = entry
+        self.removed.discard(entry.instance_id)
+        self._touch(entry)
+
+    def _remove(self, entry: Entry) -> None:
+        del self.instances[entry.instance_id]
+        group = self.by_service[entry.service]
+        del group[entry.instance_id]
+        if not group:
+            del self.by_service[entry.service]
+        self.missed.discard(entry.instance_id)
+        self.dirty.discard(entry.instance_id)
+        self.removed.add(entry.instance_id)
+        entry.scheduled = NEVER
+        self.index += 1
+
+    def _touch(self, entry: Entry) -> None:
+        self.index += 1
+        self.dirty.add(entry.instance_id)
+
+    def _schedule(self, entry: Entry) -> None:
+        due = entry.due(self.protection)
+        if due < entry.scheduled:
+            entry.scheduled = due
+            heapq.heappush(self._heap, (due, entry.instance_id))
+
+    def _emit(self, event: Event, at: int, cause: object, entry: Entry | None = None) -> None:
+        key = entry.instance_id if entry is not None else ""
+        self.pending.append(Derived(event, derived_id(cause, event.TYPE, key), at))
+
+    def _status(
+        self, entry: Entry, previous: InstanceStatus | None, reason: str, at: int, cause: object
+    ) -> None:
+        event = InstanceStatusChanged(
+            service=entry.service,
+            instance_id=entry.instance_id,
+            previous=previous,
+            status=entry.status,
+            reason=reason,
+        )
+        self._emit(event, at, cause, entry)
+
+    def _unmiss(self, entry: Entry) -> None:
+        entry.missed = False
+        self.missed.discard(entry.instance_id)
+
+    def _miss(self, entry: Entry, due: int) -> None:
+        previous = entry.status
+        entry.missed = True
+        entry.missed_at = due
+        entry.status = "critical"
+        self.missed.add(entry.instance_id)
+        self._touch(entry)
+        cause = f"missed:{entry.instance_id}:{due}"
+        if previous != "critical":
+            self._status(entry, previous, "heartbeat_missed", due, cause)
+        if not self.protection and self._too_many(len(self.missed)):
+            # Only misses within one TTL window count: a slow trickle of deaths is real.
+            window_start = due - entry.ttl_us
+            recent = sum(1 for i in self.missed if self.instances[i].missed_at >= window_start)
+            if self._too_many(recent):
+                self.protection = True
+                self.index += 1
+                self._emit(self._protection_event(ProtectionEntered), due, cause)
+
+    def _expire(self, entry: Entry, at: int) -> None:
+        self._remove(entry)
+        self._emit(
+            InstanceExpired(
+                service=entry.service,
+                instance_id=entry.instance_id,
+                last_heartbeat=from_us(entry.last_heartbeat),
+            ),
+            at,
+            f"expired:{entry.instance_id}:{at}",
+            entry,
+        )
+        self._check_exit(at, f"expired:{entry.instance_id}:{at}")
+
+    def _check_exit(self, at: int, cause: object) -> None:
+        if not self.protection:
+            return
+        if self._too_many(len(self.missed)):
+            return
+        self.protection = False
+        self.protection_exited_us = at
+        self.index += 1
+        self._emit(self._protection_event(ProtectionExited), at, cause)
+        for instance_id in sorted(self.missed):  # parked expiries are due again
+            self._schedule(self.instances[instance_id])
+
+    def _too_many(self, critical: int) -> bool:
+        return critical >= self.min_critical and critical > self.threshold * len(self.instances)
+
+    def _protection_event(
+        self, model: type[ProtectionEntered] | type[ProtectionExited]
+    ) -> ProtectionEntered | ProtectionExited:
+        return model(critical=len(self.missed), total=len(self.instances), threshold=self.threshold)
