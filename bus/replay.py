@@ -438,7 +438,7 @@ class Workers:
     async def start(self, *, seed: int, db_url: str | None) -> None:
         import random
 
-        from discovery_worker import bootstrap as discovery_bootstrap
+        from discovery_worker.bootstrap import bootstrap as discovery_bootstrap
         from discovery_worker.config import DiscoveryConfig
         from manager_worker import bootstrap as manager_bootstrap
 
@@ -456,8 +456,10 @@ class Workers:
             store = Store(create_engine(db_url or MEMORY_DB))
             replay.watch(store.engine)
             replay.on_close(store.close)
+            bus = replay.bus(source)
+            await bus.start()
             kwargs: dict[str, Any] = {
-                "bus": replay.bus(source),
+                "bus": bus,
                 "store": store,
                 "clock": replay.clock,
                 **extra,

@@ -1,0 +1,207 @@
+"""`govbus record` and `govbus replay`: event logs from the bus, and back into fresh workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Annotated
+
+import orjson
+import typer
+
+from bus.cli import app, fail
+from bus.client import Bus
+from bus.errors import BusError
+from bus.eventlog import LogEvent, LogFormatError, LogWriter, read_log
+from bus.message import Delivery
+from bus.replay import Outcome, replay_log
+from bus.settings import load_settings
+from bus.topology import EVENTS, LOG
+from bus.transport import QueueSpec
+from bus.transport.memory import topic_matches
+
+UrlOption = Annotated[str | None, typer.Option("--url", help="the bus (default: GOVBUS_URL)")]
+
+_PROGRESS_MIN_BYTES = 1 << 20  # a progress bar for logs of a megabyte or more
+
+
+@app.command()
+def record(
+    out: Annotated[Path, typer.Option("--out", "-o", help="the log file to write (appended)")],
+    pattern: Annotated[
+        str, typer.Argument(help="event types to record, e.g. 'registry.*' (default: all)")
+    ] = "#",
+    from_start: Annotated[
+        bool,
+        typer.Option(
+            "--from-start", help=f"read the RabbitMQ stream {LOG} from its first event, then follow"
+        ),
+    ] = False,
+    count: Annotated[int, typer.Option(help="stop after this many events (0: never)", min=0)] = 0,
+    url: UrlOption = None,
+) -> None:
+    """Record what crosses govbus.events as JSON Lines until SIGTERM or Ctrl-C."""
+    settings = load_settings(url=url)
+    bus_url = settings.bus_url(embedded=False)
+    if from_start and not bus_url.startswith("amqp"):
+        raise fail(f"--from-start reads the RabbitMQ stream {LOG}: it needs an amqp:// URL", 2)
+    try:
+        file = open(out, "ab")  # noqa: SIM115 (closed below, after the loop stops)
+    except OSError as exc:
+        raise fail(f"cannot write {out}: {exc.strerror}", 2) from None
+    try:
+        written = asyncio.run(
+            record_events(bus_url, file, pattern=pattern, from_start=from_start, count=count)
+        )
+    except BusError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        file.close()
+    typer.echo(f"recorded {written} event(s) to {out}", err=True)
+
+
+async def record_events(
+    url: str,
+    file: IO[bytes],
+    *,
+    pattern: str = "#",
+    from_start: bool = False,
+    count: int = 0,
+    stop: asyncio.Event | None = None,
+    started: Callable[[], None] | None = None,
+) -> int:
+    """Write every event matching `pattern` to `file`, one flushed line each, until `stop` is
+    set, `count` events were written, or SIGTERM/SIGINT; returns how many were written.
+
+    Live (default): an exclusive queue bound to `govbus.events` with `pattern`. `from_start`:
+    the `govbus.log` stream from offset `first` (prefetch and manual acks, as streams need).
+    """
+    done = stop or asyncio.Event()
+    writer = LogWriter(file)
+    pending: set[asyncio.Task[None]] = set()
+    loop = asyncio.get_running_loop()
+
+    def on_delivery(delivery: Delivery) -> None:
+        try:
+            if not (done.is_set() or (from_start and not topic_matches(pattern, _type(delivery)))):
+                writer.write(LogEvent.from_delivery(delivery))
+        except ValueError as exc:
+            typer.echo(f"govbus: skipped an undecodable message: {exc}", err=True)
+        task = loop.create_task(delivery.ack())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        if count and writer.written >= count:
+            done.set()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, done.set)
+    try:
+        async with Bus(url, source="govbus-record") as bus:
+            if from_start:
+                sub = await bus.transport.consume(
+                    LOG, on_delivery, prefetch=512, arguments={"x-stream-offset": "first"}
+                )
+                where = f"stream {LOG} from its first event"
+            else:
+                queue = QueueSpec(
+                    f"govbus.record.{uuid.uuid4().hex[:12]}",
+                    durable=False,
+                    exclusive=True,
+                    auto_delete=True,
+                )
+                await bus.transport.declare_queue(queue)
+                await bus.transport.bind(queue.name, EVENTS, pattern)
+                sub = await bus.transport.consume(queue.name, on_delivery, prefetch=512)
+                where = f"{pattern} on {EVENTS}"
+            typer.echo(f"recording {where}", err=True)
+            if started is not None:
+                started()
+            await done.wait()
+            with contextlib.suppress(BusError):
+                await sub.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+            with contextlib.suppress(BusError):
+                await sub.close()
+    finally:
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+    return writer.written
+
+
+def _type(delivery: Delivery) -> str:
+    return delivery.message.type or delivery.routing_key
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="a log written by `govbus record` (JSON Lines)")],
+    verify: Annotated[
+        bool,
+        typer.Option(help="compare the events the workers regenerate with the recorded ones"),
+    ] = False,
+    seed: Annotated[int, typer.Option(help="seed of the workers' random choices")] = 0,
+) -> None:
+    """Feed a log to fresh workers on a virtual clock; print their final state as JSON.
+
+    The output is the same, byte for byte, for the same log. With --verify the differences
+    between recorded and regenerated worker events go to stderr, and the exit code is 1.
+    """
+    if not file.is_file():
+        raise fail(f"no such log file: {file}", 2)
+    size = file.stat().st_size
+    try:
+        with open(file, "rb") as stream:
+            outcome = _replay_with_progress(stream, size, verify=verify, seed=seed)
+    except LogFormatError as exc:
+        raise fail(f"malformed log: {exc}") from None
+    except BusError as exc:
+        raise fail(str(exc)) from None
+    sys.stdout.buffer.write(orjson.dumps(outcome.state, option=orjson.OPT_SORT_KEYS) + b"\n")
+    sys.stdout.flush()
+    problems = [str(d) for d in outcome.differences] + [
+        f"command failed: {e}" for e in outcome.command_errors
+    ]
+    for problem in problems:
+        typer.echo(f"verify: {problem}", err=True)
+    if verify:
+        stats = outcome.stats
+        typer.echo(
+            f"verify: {outcome.events} event(s): {stats.fed} fed, {stats.skipped} regenerated "
+            f"or re-run, {len(outcome.differences)} difference(s)",
+            err=True,
+        )
+        if problems:
+            raise typer.Exit(1)
+
+
+def _replay_with_progress(stream: IO[bytes], size: int, *, verify: bool, seed: int) -> Outcome:
+    if size < _PROGRESS_MIN_BYTES:
+        return asyncio.run(replay_log(read_log(stream), verify=verify, seed=seed))
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("replaying"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}% {task.fields[events]} events"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("replay", total=size, events=0)
+
+        def progress(events: int) -> None:
+            bar.update(task, completed=stream.tell(), events=events)
+
+        return asyncio.run(
+            replay_log(read_log(stream), verify=verify, seed=seed, progress=progress)
+        )
