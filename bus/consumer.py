@@ -5,7 +5,8 @@ The policy, for every delivery:
 1. Read the CloudEvents attributes and validate the body into the event's model. A message
    that cannot be decoded is dead-lettered at once (retrying cannot fix it).
 2. Call the handler for its type. `Reject` dead-letters at once; `Retry` and unexpected
-   exceptions are retried with exponential backoff (tenacity), then dead-lettered.
+   exceptions are retried with exponential backoff, then dead-lettered. The first attempt is
+   a plain call: the retry machinery costs nothing until a handler fails.
 3. Ack only after the handler returned, i.e. after its transaction committed.
 
 Dead-lettering publishes a copy to `govbus.dlx` (routing key = the queue name, so it lands in
@@ -24,12 +25,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from tenacity import (
-    AsyncRetrying,
-    retry_if_not_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
 
 from bus.errors import BusError, DecodeError, Reject
 from bus.message import Delivery, EventMeta, event_meta
@@ -166,19 +161,18 @@ class EventConsumer:
             return
         attempts = 0
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_not_exception_type((Reject, DecodeError)),
-                stop=stop_after_attempt(self.policy.max_attempts),
-                wait=wait_exponential(
-                    multiplier=self.policy.backoff_initial_s, max=self.policy.backoff_max_s
-                ),
-                reraise=True,
-            ):
-                with attempt:
-                    attempts += 1
-                    if attempts > 1:
-                        self.stats.retried += 1
+            while True:
+                attempts += 1
+                try:
                     await handler(event, meta)
+                    break
+                except (Reject, DecodeError):
+                    raise  # retrying cannot help
+                except Exception:
+                    if attempts >= self.policy.max_attempts:
+                        raise
+                self.stats.retried += 1
+                await asyncio.sleep(self._backoff(attempts))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -188,6 +182,11 @@ class EventConsumer:
             return
         self.stats.handled += 1
         await delivery.ack()
+
+    def _backoff(self, failed_attempts: int) -> float:
+        """Exponential: `backoff_initial_s` after the first failure, doubling up to the max."""
+        delay = self.policy.backoff_initial_s * 2 ** (failed_attempts - 1)
+        return float(min(delay, self.policy.backoff_max_s))
 
     async def _dead_letter(self, delivery: Delivery, reason: str, attempts: int) -> None:
         message = delivery.message
