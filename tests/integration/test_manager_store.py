@@ -1,0 +1,230 @@
+"""The manager's durability: a crash between commit and publish, and two managers on one
+PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bus import Bus
+from bus.errors import Conflict
+from bus.message import EventMeta
+from bus.store import OutboxRow, Store, create_engine
+from manager_worker import SOURCE, ManagerConfig, bootstrap, commands, reactions
+from manager_worker.db import ResourceRow
+from schemas import CreateResourceRequest, ResourceRequest, UpdateResourceRequest
+from tests._wait import eventually
+from tests.integration.test_manager import (
+    AMQP_URL,
+    T0,
+    Harness,
+    harness,
+    host,
+    pg_database,
+    status_changed,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def memory_url() -> str:
+    return f"memory://manager-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def crash_db(request: pytest.FixtureRequest, tmp_path, unique):
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/manager.db"
+        return
+    request.applymarker(pytest.mark.postgres)
+    async with pg_database(unique) as url:
+        yield url
+
+
+async def unsent(h: Harness) -> list[OutboxRow]:
+    async with h.worker.store.unit_of_work() as session:
+        return list(await session.scalars(select(OutboxRow).where(OutboxRow.sent == 0)))
+
+
+@pytest.mark.rabbitmq
+async def test_a_change_committed_before_a_crash_is_published_once_by_the_next_relay(
+    crash_db, unique
+):
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration._manager_crash_child", crash_db, unique],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert child.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 20)
+        resource_id = line.decode().strip()
+        assert resource_id, "the child printed no resource id"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(child.wait)
+        if child.stdout is not None:
+            child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+
+    # Committed, never published: the change and its event are both on disk.
+    store = Store(create_engine(crash_db))
+    try:
+        async with store.unit_of_work() as session:
+            rows = list(await session.scalars(select(OutboxRow)))
+            stored = await session.scalar(select(ResourceRow.id).where(ResourceRow.name == "lan"))
+    finally:
+        await store.close()
+    assert [(r.event_type, r.sent) for r in rows] == [("resource.created", 0)]
+    assert stored == resource_id
+
+    async with harness(AMQP_URL, crash_db, unique, discovery=False) as h:
+        # The fresh worker's relay publishes what the dead one committed.
+        await h.settled()
+        assert await unsent(h) == []
+        row = rows[0]
+        assert row.source == SOURCE
+
+        # Anything published after the row comes behind it on the queue: once the next
+        # event is in, a duplicate of the first would have been too.
+        await h.create(kind="network", name="later", cidr="10.1.0.0/16")
+        await h.wait_events(2)
+        ids = [m.id for m, _ in h.seen]
+        assert ids.count(row.event_id) == 1
+        meta, created = h.seen[ids.index(row.event_id)]
+        assert (created.resource.id, created.resource.name) == (resource_id, "lan")
+        assert meta.source == SOURCE
+        assert await h.worker.relay.flush() == 0
+
+
+@pytest.mark.postgres
+async def test_two_managers_on_one_postgres_database_never_corrupt_each_other(memory_url, unique):
+    async with pg_database(unique) as db, harness(memory_url, db, unique) as h:
+        second_bus = Bus(memory_url, source=SOURCE)
+        await second_bus.start()
+        # The same queue: the two workers are competing consumers, as two processes would be.
+        second = await bootstrap(
+            bus=second_bus,
+            db_url=db,
+            clock=h.clock,
+            config=ManagerConfig(queue=f"{unique}.manager", relay_poll_s=0.1),
+        )
+        await second.start()
+        workers = [h.worker, second]
+        try:
+            h.hosts.append(host("h-1"))
+            await h.vm("web-1")
+
+            # Ten updates at the same version, spread over both: exactly one wins.
+            results = await asyncio.gather(
+                *(
+                    commands.update(
+                        UpdateResourceRequest.model_validate(
+                            {"name": "web-1", "expected_version": 2, "changes": {"vcpus": n}}
+                        ),
+                        ctx=w.context,
+                    )
+                    for n, w in zip(range(3, 13), itertools.cycle(workers))
+                ),
+                return_exceptions=True,
+            )
+            won = [r for r in results if not isinstance(r, BaseException)]
+            lost = [r for r in results if isinstance(r, Conflict)]
+            assert (len(won), len(lost)) == (1, 9), results
+            current = (
+                await commands.get_resource(ResourceRequest(name="web-1"), ctx=second.context)
+            ).root
+            assert (current.version, current.vcpus) == (3, won[0].root.vcpus)
+
+            # Read-modify-write loops on both, retrying on conflict: no update is lost.
+            async def bump(ctx, times: int) -> int:
+                conflicts = 0
+                for _ in range(times):
+                    while True:
+                        now = (
+                            await commands.get_resource(ResourceRequest(name="web-1"), ctx=ctx)
+                        ).root
+                        count = int(now.labels.get("count", "0")) + 1
+                        try:
+                            await commands.update(
+                                UpdateResourceRequest.model_validate(
+                                    {
+                                        "name": "web-1",
+                                        "expected_version": now.version,
+                                        "changes": {"labels": {"count": str(count)}},
+                                    }
+                                ),
+                                ctx=ctx,
+                            )
+                            break
+                        except Conflict:
+                            conflicts += 1
+                return conflicts
+
+            await asyncio.gather(*(bump(w.context, 15) for w in workers))
+            final = (
+                await commands.get_resource(ResourceRequest(name="web-1"), ctx=h.worker.context)
+            ).root
+            assert (final.labels["count"], final.version) == ("30", 33)
+
+            # The same name created on both at once: one resource, one conflict.
+            creates = await asyncio.gather(
+                *(
+                    commands.create(
+                        CreateResourceRequest.model_validate(
+                            {"spec": {"kind": "network", "name": "lan", "cidr": "10.0.0.0/8"}}
+                        ),
+                        ctx=w.context,
+                    )
+                    for w in workers
+                ),
+                return_exceptions=True,
+            )
+            assert sorted(type(c).__name__ for c in creates) == ["Conflict", "ResourceReply"]
+
+            # The same registry event handled by both at once (a redelivery racing the
+            # first delivery): the inbox lets exactly one of them act.
+            meta = EventMeta(
+                id=str(uuid.uuid4()),
+                type="registry.instance.status_changed",
+                source="govbus/discovery",
+                time=T0,
+            )
+            event = status_changed("h-1", "passing", "critical", "heartbeat_missed")
+            await asyncio.gather(
+                *(reactions.on_status_changed(event, meta, ctx=w.context) for w in workers)
+            )
+            after = (
+                await commands.get_resource(ResourceRequest(name="web-1"), ctx=h.worker.context)
+            ).root
+            assert (after.status, after.version) == ("unreachable", 34)
+
+            # Each worker runs a relay on the database, and relaying is at-least-once: both may
+            # publish a row. De-duplicated by event id (as consumers do), every version of web-1
+            # arrives once and in order.
+            def versions() -> list[int]:
+                first: dict[str, int] = {}
+                for m, e in h.seen:
+                    if m.type != "resource.drift" and e.resource.name == "web-1":
+                        first.setdefault(m.id, e.version)
+                return list(first.values())
+
+            await eventually(
+                lambda: versions() == list(range(1, 35)),
+                timeout=10,
+                what="web-1 versions 1..34 in order",
+            )
+        finally:
+            await second.stop()
+            await second_bus.close()
