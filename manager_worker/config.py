@@ -21,6 +21,9 @@ class ManagerConfig:
     """Settings of one manager worker.
 
     - `queue`: the durable quorum queue it consumes events from (competing consumers share it).
+    - `service`: its RPC namespace: methods `<service>.create`, ... served from
+      `govbus.rpc.<service>`; `discovery`: the namespace it asks for picks (`<discovery>.pick`).
+      Only tests on a shared broker change them.
     - `strategy`: how `discovery.pick` chooses a host for a new VM.
     - `pick_timeout_s`: deadline of that call; past it the create answers `unavailable`.
     - `relay`: run the outbox relay in this process (False leaves committed events to the
@@ -29,6 +32,7 @@ class ManagerConfig:
 
     queue: str = "govbus.manager"
     service: str = SERVICE
+    discovery: str = "discovery"
     strategy: Strategy = "least_loaded"
     pick_timeout_s: float = 2.0
     relay: bool = True

@@ -28,8 +28,16 @@ log = logging.getLogger(__name__)
 class Placement:
     """Picks hosts through the discovery worker."""
 
-    def __init__(self, rpc: RpcClient, *, strategy: Strategy, timeout_s: float) -> None:
+    def __init__(
+        self,
+        rpc: RpcClient,
+        *,
+        strategy: Strategy,
+        timeout_s: float,
+        method: str = "discovery.pick",
+    ) -> None:
         self.rpc = rpc
+        self.method = method
         self.strategy = strategy
         self.timeout_s = timeout_s
 
@@ -38,7 +46,7 @@ class Placement:
         request = PickRequest(service=HOST_SERVICE, strategy=self.strategy)
         try:
             view = await self.rpc.call(
-                "discovery.pick", request, reply=InstanceView, timeout=self.timeout_s
+                self.method, request, reply=InstanceView, timeout=self.timeout_s
             )
         except NotFound as exc:
             raise Unavailable(

@@ -15,7 +15,7 @@ from bus.consumer import EventConsumer, Handler
 from bus.errors import BusError
 from bus.rpc import Method, RpcServer
 from bus.store import OutboxRelay, Store, create_tables
-from manager_worker.config import ManagerConfig
+from manager_worker.config import SERVICE, ManagerConfig
 from manager_worker.context import Context
 from manager_worker.placement import Placement
 from manager_worker.routing import EVENT_HANDLERS, RPC_METHODS
@@ -47,7 +47,10 @@ class ManagerWorker:
         self.config = config
         self._owns_store = owns_store
         self.placement = Placement(
-            bus.rpc, strategy=config.strategy, timeout_s=config.pick_timeout_s
+            bus.rpc,
+            strategy=config.strategy,
+            timeout_s=config.pick_timeout_s,
+            method=f"{config.discovery}.pick",
         )
         self.relay = OutboxRelay(store, bus.publisher, poll_s=config.relay_poll_s)
         self.context = Context(
@@ -86,7 +89,9 @@ class ManagerWorker:
             self.config.queue, list(EVENT_HANDLERS), handlers, models
         )
         methods = {
-            name: Method(request, functools.partial(handler, ctx=self.context))
+            self.config.service + name.removeprefix(SERVICE): Method(
+                request, functools.partial(handler, ctx=self.context)
+            )
             for name, (request, handler) in RPC_METHODS.items()
         }
         self.server = await self.bus.serve(self.config.service, methods)

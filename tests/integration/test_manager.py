@@ -126,11 +126,16 @@ class Harness:
     worker: ManagerWorker
     clock: VirtualClock
     queues: list[str]
+    namespace: str
     hosts: list[Instance] = field(default_factory=list)
     seen: list[tuple[EventMeta, Any]] = field(default_factory=list)
 
+    def method(self, name: str) -> str:
+        """`manager.create` under this test's RPC namespace (unique on a shared broker)."""
+        return self.namespace + name.removeprefix("manager")
+
     async def call(self, method: str, **params: Any) -> Any:
-        return await self.client.call(method, params, timeout=5.0)
+        return await self.client.call(self.method(method), params, timeout=5.0)
 
     async def create(self, **spec: Any) -> dict[str, Any]:
         return await self.call("manager.create", spec=spec)
@@ -184,15 +189,31 @@ class Harness:
             await eventually(lambda: True)
 
 
+def discovery_namespace(url: str, unique: str) -> str:
+    return f"{unique}-d" if url.startswith("amqp") else "discovery"
+
+
 @asynccontextmanager
 async def harness(
-    url: str, db_url: str, unique: str, *, discovery: bool = True, **config: Any
+    url: str,
+    db_url: str,
+    unique: str,
+    *,
+    discovery: bool = True,
+    clock: VirtualClock | None = None,
+    **config: Any,
 ) -> AsyncIterator[Harness]:
-    clock = VirtualClock(T0)
+    """`discovery=True` serves a fake `discovery.pick`; False leaves it to a real worker (or
+    to nobody) under the namespace `discovery_namespace(url, unique)`."""
+    clock = clock or VirtualClock(T0)
     client = Bus(url, source="test", rpc_timeout=5.0)
     await client.start()
     queues = [f"{unique}.seen", f"{unique}.seen.dlq", f"{unique}.manager", f"{unique}.manager.dlq"]
     worker_bus = Bus(url, source=SOURCE)
+    # On the shared RabbitMQ other suites serve `manager.*` and `discovery.*`: use our own.
+    shared = url.startswith("amqp")
+    namespace = f"{unique}-m" if shared else "manager"
+    disc = discovery_namespace(url, unique)
     h: Harness | None = None
     try:
         seen: list[tuple[EventMeta, Any]] = []
@@ -217,19 +238,24 @@ async def harness(
                 best = min(healthy, key=lambda i: (i.load or 0.0, i.instance_id))
                 return InstanceView(index=len(hosts), protection=False, instance=best)
 
-            await client.serve(f"{unique}-discovery", {"discovery.pick": Method(PickRequest, pick)})
+            await client.serve(disc, {f"{disc}.pick": Method(PickRequest, pick)})
         await worker_bus.start()
         worker = await bootstrap(
             bus=worker_bus,
             db_url=db_url,
             clock=clock,
             config=ManagerConfig(
-                queue=f"{unique}.manager", pick_timeout_s=1.0, relay_poll_s=0.1, **config
+                queue=f"{unique}.manager",
+                service=namespace,
+                discovery=disc,
+                pick_timeout_s=1.0,
+                relay_poll_s=0.1,
+                **config,
             ),
         )
         await worker.start()
         assert worker.ready
-        h = Harness(client, worker_bus, worker, clock, queues, hosts, seen)
+        h = Harness(client, worker_bus, worker, clock, queues, namespace, hosts, seen)
         yield h
     finally:
         if h is not None:
@@ -441,7 +467,7 @@ async def test_bad_input_is_invalid_naming_the_field_and_changes_nothing(
         rows, events, published = await h.count(ResourceRow), await h.count(OutboxRow), len(h.seen)
         for what, method, params, field_name in INVALID:
             with pytest.raises(Invalid) as caught:
-                await h.client.call(method, params, timeout=5.0)
+                await h.client.call(h.method(method), params, timeout=5.0)
             fields = [e["field"] for e in caught.value.details["errors"]]
             assert any(field_name in f for f in fields), (what, fields)
             assert field_name in caught.value.message, (what, caught.value.message)
