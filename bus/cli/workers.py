@@ -22,6 +22,7 @@ from bus.cli import app, fail
 from bus.client import Bus
 from bus.edge import SCOPES, create_app, mint_token
 from bus.edge.auth import new_secret
+from bus.edge.stream import close_streams
 from bus.errors import BusError, ConfigError
 from bus.settings import Settings, load_settings
 
@@ -68,7 +69,12 @@ def _hypercorn(http: str) -> HypercornConfig:
 
 async def serve_edge(app_: Quart, http: str, stop: asyncio.Event) -> None:
     """Serve the edge with hypercorn on this loop until `stop` is set."""
-    await hypercorn_serve(app_, _hypercorn(http), shutdown_trigger=stop.wait)
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        close_streams(app_)  # open event streams end now instead of holding the shutdown up
+
+    await hypercorn_serve(app_, _hypercorn(http), shutdown_trigger=shutdown_trigger)
 
 
 @contextlib.asynccontextmanager

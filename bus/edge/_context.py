@@ -8,7 +8,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
@@ -50,6 +50,7 @@ class Edge:
     metrics: EdgeMetrics
     owns_bus: bool = False
     streams: int = 0
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def edge() -> Edge:

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from quart import Blueprint, Response
+from quart import Blueprint, Quart, Response
 
-from bus.edge._context import edge, endpoint, query
+from bus.edge._context import Edge, edge, endpoint, query
 from bus.edge.models import EventsQuery
 from bus.edge.problems import Problem
 from bus.errors import BusError
@@ -34,7 +34,7 @@ BACKLOG = 1000
 @blueprint.get("/v1/events")
 @endpoint("events:read", stream=True)
 async def events() -> Response:
-    patterns = query(EventsQuery).types.split(",")
+    patterns = [_routing_pattern(p) for p in query(EventsQuery).types.split(",")]
     state = edge()
     if state.streams >= state.limits.max_streams:
         raise Problem(
@@ -81,9 +81,9 @@ async def events() -> Response:
     async def frames() -> AsyncIterator[bytes]:
         try:
             yield b": streaming " + ",".join(patterns).encode() + b"\n\n"
-            while True:
+            while not state.closing.is_set():
                 try:
-                    yield await asyncio.wait_for(inbox.get(), keepalive)
+                    yield await asyncio.wait_for(_next(inbox, state.closing), keepalive)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
         finally:
@@ -99,6 +99,35 @@ async def events() -> Response:
     )
     response.timeout = None  # a stream lasts as long as its client stays
     return response
+
+
+def _routing_pattern(pattern: str) -> str:
+    """`registry.*` means every registry event, as SPEC writes it: a trailing `*` matches the
+    rest of the type (AMQP's `#`, which a URL can only carry as `%23`)."""
+    if pattern == "*" or pattern.endswith(".*"):
+        return pattern[:-1] + "#"
+    return pattern
+
+
+async def _next(inbox: asyncio.Queue[bytes], closing: asyncio.Event) -> bytes:
+    """The next frame, or a goodbye comment once the edge is shutting down."""
+    getting = asyncio.ensure_future(inbox.get())
+    closed = asyncio.ensure_future(closing.wait())
+    try:
+        await asyncio.wait((getting, closed), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closed.cancel()
+        if not getting.done():
+            getting.cancel()
+    if getting.done() and not getting.cancelled():
+        return getting.result()
+    return b": the server is shutting down\n\n"
+
+
+def close_streams(app: Quart) -> None:
+    """End every open event stream (before a graceful shutdown, so none holds it up)."""
+    state: Edge = app.extensions["govbus"]
+    state.closing.set()
 
 
 async def _settle(delivery: Delivery) -> None:

@@ -1,0 +1,165 @@
+"""`govbus up` as a process: the README's tour runs verbatim against it; signals stop it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GOVBUS = str(Path(sys.executable).with_name("govbus"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_up(cwd: Path, port: int, **env: str) -> subprocess.Popen[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
+    return subprocess.Popen(
+        [GOVBUS, "up", "--http", f"127.0.0.1:{port}"],
+        cwd=cwd,
+        env={**clean, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_ready(proc: subprocess.Popen[str], port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"govbus up exited {proc.returncode}: {proc.stderr.read()}")  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("govbus up never became ready")
+
+
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> tuple[int, str, str]:
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=15)
+    return proc.returncode, out, err
+
+
+def readme_tour() -> str:
+    text = (ROOT / "README.md").read_text()
+    lines = text.splitlines()
+    assert lines[2:6] == ["```sh", "make run", "make test", "```"], "README must start with them"
+    match = re.search(r"<!-- tour -->\n```sh\n(.*?)```\n<!-- /tour -->", text, re.S)
+    assert match, "README has no tour block"
+    return match.group(1)
+
+
+def test_readme_tour_runs_verbatim_against_govbus_up(tmp_path):
+    port = free_port()
+    proc = start_up(tmp_path, port)
+    try:
+        wait_ready(proc, port)
+        script = readme_tour().replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+        script += "\nsleep 1.5\nkill $! 2>/dev/null || true\n"
+        run = subprocess.run(
+            ["bash", "-e", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=30
+        )
+        assert run.returncode == 0, run.stderr
+        out = run.stdout
+        assert "/problems/" not in out, out
+        assert '"instance_id":"host-1"' in out and '"host":"host-1"' in out
+        for event in ("resource.updated", "registry.instance.deregistered"):
+            assert f"event: {event}" in out, out
+    finally:
+        code, out, err = stop(proc)
+    assert code == 0, err
+    assert f"http://127.0.0.1:{port}" in out and "admin token" in out
+    assert (tmp_path / "govbus.db").exists()
+    assert oct((tmp_path / "govbus.token").stat().st_mode & 0o777) == "0o600"
+
+
+def test_sigterm_with_an_open_stream_exits_zero_and_keeps_state(tmp_path):
+    port = free_port()
+    secret = "e2e-secret-" + "x" * 32
+    env = {"GOVBUS_AUTH_SECRET": secret}
+    proc = start_up(tmp_path, port, **env)
+    token = subprocess.run(
+        [
+            GOVBUS,
+            "token",
+            "--scope",
+            "events:read",
+            "--scope",
+            "resources:write",
+            "--scope",
+            "resources:read",
+        ],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert token.count(".") == 2 and "\n" not in token
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        wait_ready(proc, port)
+        base = f"http://127.0.0.1:{port}"
+        r = httpx.post(
+            f"{base}/v1/resources",
+            headers=headers,
+            json={"kind": "network", "name": "net-1", "cidr": "10.0.0.0/8"},
+        )
+        assert r.status_code == 201, r.text
+        with httpx.stream("GET", f"{base}/v1/events", headers=headers, timeout=10) as stream:
+            assert stream.status_code == 200
+            code, out, err = stop(proc, signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, err
+    assert "Traceback" not in err
+    # restart: the store kept the resource
+    proc = start_up(tmp_path, port, **env)
+    try:
+        wait_ready(proc, port)
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/resources/net-1", headers=headers)
+        assert r.status_code == 200 and r.json()["cidr"] == "10.0.0.0/8"
+    finally:
+        stop(proc)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["edge", "--http", "127.0.0.1:1"], {"GOVBUS_AUTH_SECRET": ""}, "GOVBUS_AUTH_SECRET"),
+        (["up", "--http", "nonsense"], {}, "GOVBUS_HTTP"),
+        (["edge"], {"GOVBUS_AUTH": "maybe"}, "GOVBUS_AUTH"),
+        (["token", "--scope", "root"], {"GOVBUS_AUTH_SECRET": "k" * 40}, "unknown scope"),
+        (["token", "--scope", "events:read"], {}, "GOVBUS_AUTH_SECRET"),
+        (["token", "--scope", "events:read"], {"GOVBUS_AUTH_SECRET": "short"}, "at least 32"),
+    ],
+)
+def test_cli_bad_configuration_is_one_line(tmp_path, args, env, needle):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
+    run = subprocess.run(
+        [GOVBUS, *args],
+        cwd=tmp_path,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert run.returncode != 0
+    assert needle in run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
