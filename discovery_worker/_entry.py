@@ -40,14 +40,19 @@ class Entry:
     def ttl_us(self) -> int:
         return seconds_us(self.ttl_s)
 
-    def due(self, protection: bool) -> int:
-        """When its next expiry transition is due."""
-        missed_at = self.last_heartbeat + self.ttl_us
+    def due(self, protection: bool, protection_exited: int = 0) -> int:
+        """When its next expiry transition is due.
+
+        After expiry protection ends, a still-missing instance gets one more TTL to come back
+        (heartbeats resume over a TTL, not all at once) before it is removed.
+        """
+        ttl = self.ttl_us
+        missed_at = self.last_heartbeat + ttl
         if not self.missed:
             return missed_at
         if protection:
             return NEVER
-        return missed_at + seconds_us(self.deregister_after_s)
+        return max(missed_at + seconds_us(self.deregister_after_s), protection_exited + ttl)
 
     def same_registration(self, other: Entry) -> bool:
         return (

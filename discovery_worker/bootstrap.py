@@ -76,7 +76,6 @@ class DiscoveryWorker:
             store, self.registry, clock=clock, consumer=config.queue, source=config.source
         )
         self.relay = OutboxRelay(store, Publisher(bus.transport, source=config.source, clock=clock))
-        self.journal.on_events = self.relay.notify
         self.consumer: EventConsumer | None = None
         self.server: RpcServer | None = None
         self._owns_store = owns_store
@@ -85,6 +84,8 @@ class DiscoveryWorker:
         self._flusher: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: int | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._publish_lock = asyncio.Lock()
 
     @property
     def ready(self) -> bool:
@@ -101,10 +102,6 @@ class DiscoveryWorker:
         """Restore the registry, then consume events, serve queries and run the timers."""
         await self.journal.create_tables()
         await self.journal.load()
-        await self.relay.start()
-        self._flusher = asyncio.get_running_loop().create_task(
-            self._flush_loop(), name="discovery:flush"
-        )
         deps = {"registry": self.registry, "journal": self.journal, "balancer": self.balancer}
         handlers = {t: self._guard(_bind(h, deps)) for t, h in EVENT_HANDLERS.items()}
         self.consumer = await self.bus.subscribe(
@@ -117,7 +114,11 @@ class DiscoveryWorker:
         }
         self.server = await self.bus.serve(namespace, methods)
         self._started = True
-        self.tick()
+        self.tick()  # what fell due while the worker was away
+        self._wake.set()  # and what a crash left in the outbox
+        self._flusher = asyncio.get_running_loop().create_task(
+            self._flush_loop(), name="discovery:flush"
+        )
         log.info(
             "discovery worker on %s: %d instance(s), index %d",
             self.config.queue,
@@ -142,9 +143,10 @@ class DiscoveryWorker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._timer = self._flusher = None
+        if self._background:
+            await asyncio.wait(self._background)
         try:
-            await self.journal.flush()
-            await self.relay.stop()
+            await self.publish()
         except (BusError, SQLAlchemyError) as exc:
             log.error("discovery worker: the last flush failed: %s", exc)
             log.debug("last flush", exc_info=exc)
@@ -156,15 +158,25 @@ class DiscoveryWorker:
         self.registry.advance(to_us(self.clock.now()))
         self._after_change()
 
+    async def publish(self) -> None:
+        """Write what changed (with the derived events), then publish those events.
+
+        One path, under one lock, so an event is never published twice by this worker.
+        """
+        async with self._publish_lock:
+            await self.journal.flush()
+            if self.journal.unpublished:
+                await self.relay.flush()
+                self.journal.unpublished = False
+
     async def settle(self) -> None:
         """Apply what is due, write it and publish its events (tests and replay use this)."""
         self.tick()
-        await self.journal.flush()
-        await self.relay.flush()
+        await self.publish()
 
     def _after_change(self) -> None:
         if self.registry.pending:
-            self._wake.set()  # derived events go out now, not at the next periodic flush
+            self._wake.set()
         due = self.registry.next_due()
         if not self._started or due is None:
             return
@@ -179,8 +191,24 @@ class DiscoveryWorker:
 
     async def _sleep_then_tick(self, due: int) -> None:
         await self.clock.sleep_until(from_us(due))
+        # From here on this task is no longer the timer: nothing may cancel its writes.
         self._timer = self._timer_due = None
+        task = asyncio.current_task()
+        if task is not None:
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         self.tick()
+        await self._publish_quietly()
+
+    async def _publish_quietly(self) -> None:
+        if not (self.registry.pending or self.journal.unpublished):
+            return
+        try:
+            await self.publish()
+        except (BusError, SQLAlchemyError, OSError) as exc:
+            # The periodic flush tries again; the events are not lost, only late.
+            log.error("discovery worker: publishing derived events failed: %s", exc)
+            log.debug("publish", exc_info=exc)
 
     def _guard(
         self, handler: Callable[[Any, EventMeta], Awaitable[None]]
@@ -192,6 +220,8 @@ class DiscoveryWorker:
                 await handler(event, meta)
             finally:
                 self._after_change()
+            # The events this one caused go out before it is acknowledged.
+            await self._publish_quietly()
 
         return handle
 
@@ -201,8 +231,8 @@ class DiscoveryWorker:
                 await asyncio.wait_for(self._wake.wait(), self.config.flush_interval_s)
             self._wake.clear()
             try:
-                await self.journal.flush()
-            except (SQLAlchemyError, OSError) as exc:
+                await self.publish()
+            except (BusError, SQLAlchemyError, OSError) as exc:
                 log.error("discovery worker: flush failed, retrying: %s", exc)
                 log.debug("flush", exc_info=exc)
                 await asyncio.sleep(self.config.flush_interval_s)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from pydantic_core import to_json
@@ -156,7 +155,7 @@ class Journal:
         self.source = source
         self.marks: set[str] = set()
         self.flushes = 0
-        self.on_events: Callable[[], None] | None = None  # called after events were committed
+        self.unpublished = False  # events were committed to the outbox since the last relay
         self._lock = asyncio.Lock()
 
     async def create_tables(self) -> None:
@@ -250,8 +249,8 @@ class Journal:
             self.marks |= marks
             raise
         self.flushes += 1
-        if pending and self.on_events is not None:
-            self.on_events()
+        if pending:
+            self.unpublished = True
         return len(rows) + len(removed) + len(placements) + len(pending)
 
     def _outbox_row(self, derived: Derived) -> dict[str, Any]:

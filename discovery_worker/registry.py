@@ -16,7 +16,8 @@ Health, for each instance:
 
 Expiry protection: when at least `min_critical` instances, and more than `threshold` of all
 instances, missed their heartbeats within one TTL window, expiry stops (they stay listed as
-`critical`) until heartbeats resume and the missing share falls back under the rule.
+`critical`) until heartbeats resume and the missing share falls back under the rule; those still missing
+then get one more TTL to come back before they are removed.
 """
 
 from __future__ import annotations
@@ -214,14 +215,14 @@ class Registry:
             if entry is None or entry.scheduled != due:
                 continue  # removed, or rescheduled earlier: a stale heap entry
             entry.scheduled = NEVER  # its heap entry is gone
-            if entry.due(self.protection) > due:
+            if entry.due(self.protection, self.protection_exited_us) > due:
                 self._schedule(entry)  # a heartbeat moved it on (or protection parks it)
                 continue
             if not entry.missed:
                 self._miss(entry, due)
                 self._schedule(entry)
             else:
-                self._expire(entry, max(due, self.protection_exited_us))
+                self._expire(entry, due)
         return self.pending[mark:]
 
     # -- persistence -----------------------------------------------------------------------
@@ -276,7 +277,7 @@ class Registry:
         self.dirty.add(entry.instance_id)
 
     def _schedule(self, entry: Entry) -> None:
-        due = entry.due(self.protection)
+        due = entry.due(self.protection, self.protection_exited_us)
         if due < entry.scheduled:
             entry.scheduled = due
             heapq.heappush(self._heap, (due, entry.instance_id))

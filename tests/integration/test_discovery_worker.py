@@ -1,0 +1,407 @@
+"""The discovery worker end to end: events in, RPC answers and derived events out, on both
+transports and both stores."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bus import Bus, VirtualClock
+from bus.errors import NotFound, Unavailable
+from bus.message import EventMeta, Message, event_message
+from bus.topology import EVENTS
+from bus.transport.base import QueueSpec
+from discovery_worker import SOURCE, DiscoveryConfig, DiscoveryWorker, bootstrap
+from schemas import Deregister, Drain, Heartbeat, Register
+from tests._wait import eventually
+
+AMQP_URL = os.environ.get("GOVBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG_URL = os.environ.get("GOVBUS_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@asynccontextmanager
+async def pg_database(prefix: str) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for one test (others share `test` and relay its outbox)."""
+    name = f"discovery_{prefix}"
+    admin_dsn = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(params=["memory", "rabbitmq"])
+def broker_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "rabbitmq":
+        request.applymarker(pytest.mark.rabbitmq)
+        return AMQP_URL
+    return f"memory://discovery-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def memory_url() -> str:
+    return f"memory://discovery-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_url(request: pytest.FixtureRequest, tmp_path, unique) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/discovery.db"
+        return
+    request.applymarker(pytest.mark.postgres)
+    async with pg_database(unique) as url:
+        yield url
+
+
+class Harness:
+    """A client bus, the worker(s) under test, and every registry event they published."""
+
+    def __init__(self, url: str, unique: str, db_url: str, clock: Any = None) -> None:
+        self.url, self.unique, self.db_url, self.clock = url, unique, db_url, clock
+        self.config = DiscoveryConfig(
+            queue=f"{unique}.discovery", rpc_namespace=f"{unique}.discovery"
+        )
+        self.client = Bus(url, source="test", clock=clock)
+        self.events: list[tuple[EventMeta, Any]] = []
+        self.worker: DiscoveryWorker | None = None
+        self._worker_bus: Bus | None = None
+
+    async def start_worker(self) -> DiscoveryWorker:
+        self._worker_bus = Bus(self.url, source=SOURCE, clock=self.clock)
+        await self._worker_bus.start()
+        self.worker = await bootstrap(
+            bus=self._worker_bus, db_url=self.db_url, config=self.config, clock=self.clock
+        )
+        await self.worker.start()
+        await eventually(lambda: self.worker is not None and self.worker.ready, what="ready")
+        return self.worker
+
+    async def stop_worker(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+            self.worker = None
+        if self._worker_bus is not None:
+            await self._worker_bus.close()
+            self._worker_bus = None
+
+    async def call(self, method: str, **params: Any) -> Any:
+        return await self.client.call(f"{self.unique}.discovery.{method}", params)
+
+    async def publish(self, event: Any, **kw: Any) -> str:
+        return await self.client.publish(event, **kw)
+
+    def of(self, *types: str) -> list[Any]:
+        return [e for m, e in self.events if m.type in types]
+
+    def transitions(self) -> list[tuple[str, str | None, str, str]]:
+        return [
+            (e.instance_id, e.previous, e.status, e.reason)
+            for e in self.of("registry.instance.status_changed")
+        ]
+
+
+@asynccontextmanager
+async def harness(
+    url: str, unique: str, db_url: str, *, clock: Any = None
+) -> AsyncIterator[Harness]:
+    h = Harness(url, unique, db_url, clock)
+    await h.client.start()
+    capture = f"{unique}.capture"
+    transport = h.client.transport
+    await transport.declare_queue(QueueSpec(capture, durable=False, exclusive=True))
+    for pattern in ("registry.instance.*", "registry.protection.*", "registry.heartbeat.unknown"):
+        await transport.bind(capture, EVENTS, pattern)
+
+    async def record(event: Any, meta: EventMeta) -> None:
+        # The shared broker carries other tests' events too (protection is checked on memory).
+        if unique in str(event) or meta.type.startswith("registry.protection."):
+            h.events.append((meta, event))
+
+    from bus.consumer import EventConsumer
+    from schemas import EVENT_TYPES
+
+    consumer = EventConsumer(transport, capture, dict.fromkeys(EVENT_TYPES, record), EVENT_TYPES)
+    await consumer.start()
+    try:
+        await h.start_worker()
+        yield h
+    finally:
+        await h.stop_worker()
+        await consumer.stop()
+        for queue in (capture, h.config.queue, f"{h.config.queue}.dlq"):
+            await transport.delete_queue(queue)
+        await h.client.close()
+
+
+def reg(unique: str, iid: str, **kw: Any) -> Register:
+    return Register(
+        service=kw.pop("service", unique),
+        instance_id=f"{unique}-{iid}",
+        address="10.0.0.1",
+        port=kw.pop("port", 8080),
+        **kw,
+    )
+
+
+async def instances(h: Harness, **params: Any) -> dict[str, dict[str, Any]]:
+    try:
+        view = await h.call("service", name=h.unique, **params)
+    except NotFound:
+        return {}
+    return {i["instance_id"].removeprefix(h.unique + "-"): i for i in view["instances"]}
+
+
+# --- tests -----------------------------------------------------------------------------------
+
+
+async def test_register_heartbeat_query_pick_and_events(broker_url, tmp_path, unique):
+    async with harness(broker_url, unique, f"sqlite+aiosqlite:///{tmp_path}/d.db") as h:
+        await h.publish(reg(unique, "a", tags=["eu"], meta={"zone": "z1"}))
+        await h.publish(reg(unique, "b", weight=3))
+        await eventually(lambda: len(h.worker.registry.by_service.get(unique, {})) == 2)
+
+        view = await h.call("service", name=unique)
+        assert view["index"] >= 2 and view["protection"] is False
+        assert [i["instance_id"] for i in view["instances"]] == [f"{unique}-a", f"{unique}-b"]
+        assert list(await instances(h, tag="eu")) == ["a"]
+        assert list(await instances(h, meta={"zone": "z1"})) == ["a"]
+
+        await h.publish(Heartbeat(service=unique, instance_id=f"{unique}-b", status="warning"))
+        await eventually(lambda: h.worker.registry.instances[f"{unique}-b"].status == "warning")
+        assert list(await instances(h, passing_only=True)) == ["a"]
+
+        summary = await h.call("services")
+        (mine,) = [s for s in summary["services"] if s["service"] == unique]
+        assert (mine["instances"], mine["passing"], mine["warning"]) == (2, 1, 1)
+        assert mine["tags"] == ["eu"]
+
+        picks = [
+            (await h.call("pick", service=unique))["instance"]["instance_id"] for _ in range(3)
+        ]
+        assert picks == [f"{unique}-a"] * 3  # the warning one only when no passing one
+        one = await h.call("instance", instance_id=f"{unique}-b")
+        assert one["instance"]["status"] == "warning" and one["instance"]["weight"] == 3
+        state = await h.call("state")
+        assert {f"{unique}-a", f"{unique}-b"} <= {i["instance_id"] for i in state["instances"]}
+
+        with pytest.raises(NotFound):
+            await h.call("instance", instance_id=f"{unique}-zzz")
+        with pytest.raises(Unavailable, match="no passing or warning instance"):
+            await h.call("pick", service=f"{unique}-none")
+
+        await h.publish(Drain(service=unique, instance_id=f"{unique}-a"))
+        await h.publish(Deregister(service=unique, instance_id=f"{unique}-b"))
+        await eventually(lambda: len(h.of("registry.instance.deregistered")) == 1, timeout=10)
+        await eventually(lambda: len(h.transitions()) == 4, timeout=10)
+        assert h.transitions() == [
+            (f"{unique}-a", None, "passing", "registered"),
+            (f"{unique}-b", None, "passing", "registered"),
+            (f"{unique}-b", "passing", "warning", "reported"),
+            (f"{unique}-a", "passing", "draining", "drain_requested"),
+        ]
+        assert all(m.source == SOURCE for m, _ in h.events)
+        with pytest.raises(Unavailable):
+            await h.call("pick", service=unique)  # draining: listed, never picked
+        assert list(await instances(h)) == ["a"]
+
+
+async def test_duplicate_delivery_has_no_second_effect(broker_url, tmp_path, unique):
+    async with harness(broker_url, unique, f"sqlite+aiosqlite:///{tmp_path}/d.db") as h:
+        registration = reg(unique, "a")
+        await h.publish(registration, event_id="11111111-1111-4111-8111-111111111111")
+        await eventually(lambda: f"{unique}-a" in h.worker.registry.instances)
+        await h.publish(Deregister(service=unique, instance_id=f"{unique}-a"), event_id="dereg-1")
+        await eventually(lambda: f"{unique}-a" not in h.worker.registry.instances)
+        index = h.worker.registry.index
+        # The same events again (a redelivery after a lost ack): nothing comes back.
+        await h.publish(registration, event_id="11111111-1111-4111-8111-111111111111")
+        await h.publish(Deregister(service=unique, instance_id=f"{unique}-a"), event_id="dereg-1")
+        await h.publish(reg(unique, "marker"))
+        await eventually(lambda: f"{unique}-marker" in h.worker.registry.instances)
+        assert f"{unique}-a" not in h.worker.registry.instances
+        assert h.worker.registry.index == index + 1  # only the marker's registration
+        await eventually(lambda: len(h.of("registry.instance.registered")) == 2, timeout=10)
+        await h.worker.settle()
+        await asyncio.sleep(0.05)
+        assert len(h.of("registry.instance.registered")) == 2
+        assert len(h.of("registry.instance.deregistered")) == 1
+
+
+async def test_bad_messages_are_dead_lettered_and_the_worker_keeps_serving(
+    broker_url, tmp_path, unique
+):
+    async with harness(broker_url, unique, f"sqlite+aiosqlite:///{tmp_path}/d.db") as h:
+        transport = h.client.transport
+        not_json = event_message(
+            event_type="registry.register",
+            body=b"{not json",
+            event_id=str(uuid.uuid4()),
+            source="test",
+            time=datetime.now(UTC),
+        )
+        await transport.publish(EVENTS, "registry.register", not_json)
+        bad = {"service": unique, "instance_id": f"{unique}-bad", "address": "10.0.0.1", "port": 0}
+        await h.client.publisher.publish_raw("registry.register", bad)
+        no_id = Message(body=b"{}", type="registry.heartbeat")
+        await transport.publish(EVENTS, "registry.heartbeat", no_id)
+        await h.publish(reg(unique, "good"))
+        await eventually(lambda: f"{unique}-good" in h.worker.registry.instances)
+        dlq = f"{h.config.queue}.dlq"
+
+        async def dead() -> int:
+            return (await transport.queue_state(dlq))[0]
+
+        deadline = time.monotonic() + 10
+        while await dead() < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert await dead() == 3
+        reasons: list[str] = []
+        got = asyncio.Event()
+
+        def take(delivery: Any) -> None:
+            reasons.append(str(delivery.message.headers["x-govbus-error"]))
+            if len(reasons) == 3:
+                got.set()
+
+        sub = await transport.consume(dlq, take, prefetch=10)
+        await asyncio.wait_for(got.wait(), 10)
+        await sub.close()
+        assert any("port" in r for r in reasons), reasons
+        assert any("invalid registry.register" in r for r in reasons), reasons
+        assert any(r.startswith("undecodable") for r in reasons), reasons
+        assert list(await instances(h)) == ["good"]
+        assert h.worker.ready
+
+
+async def test_restart_keeps_the_registry(memory_url, db_url, unique):
+    async with harness(memory_url, unique, db_url) as h:
+        await h.publish(reg(unique, "a", tags=["x"], meta={"k": "v"}))
+        await h.publish(reg(unique, "b"))
+        await h.publish(
+            Heartbeat(
+                service=unique, instance_id=f"{unique}-b", status="warning", load=0.5, note="busy"
+            )
+        )
+        await h.publish(Drain(service=unique, instance_id=f"{unique}-a"))
+        await eventually(
+            lambda: (
+                h.worker.registry.instances.get(f"{unique}-a") is not None
+                and h.worker.registry.instances[f"{unique}-a"].status == "draining"
+            )
+        )
+        await eventually(lambda: h.worker.registry.instances[f"{unique}-b"].status == "warning")
+        before = await h.call("service", name=unique)
+        await h.stop_worker()
+        await h.start_worker()
+        after = await h.call("service", name=unique)
+        assert after["instances"] == before["instances"]
+        assert after["index"] == before["index"]
+        b = after["instances"][1]
+        assert (b["status"], b["load"], b["note"]) == ("warning", 0.5, "busy")
+
+
+async def test_restart_judges_instances_by_their_real_last_heartbeat(memory_url, tmp_path, unique):
+    clock = VirtualClock(T0)
+    db = f"sqlite+aiosqlite:///{tmp_path}/d.db"
+    async with harness(memory_url, unique, db, clock=clock) as h:
+        await h.publish(reg(unique, "a", ttl_s=10, deregister_after_s=20))
+        await h.publish(reg(unique, "b", ttl_s=10, deregister_after_s=20))
+        await eventually(lambda: len(h.worker.registry.instances) == 2)
+        await clock.advance(5)
+        await h.publish(Heartbeat(service=unique, instance_id=f"{unique}-b"))
+        await eventually(
+            lambda: (
+                h.worker.registry.instances[f"{unique}-b"].last_heartbeat
+                > h.worker.registry.instances[f"{unique}-a"].last_heartbeat
+            )
+        )
+        await h.stop_worker()
+        await clock.advance(20)  # down from T0+5 to T0+25: a missed at 10 and expired at 30
+        await h.start_worker()
+        registry = h.worker.registry
+        assert registry.instances[f"{unique}-a"].status == "critical"
+        assert registry.instances[f"{unique}-b"].status == "critical"
+        await clock.advance(6)  # T0+31: a expired at 30; b (missed at 15) expires at 35
+        await eventually(lambda: f"{unique}-a" not in registry.instances)
+        assert f"{unique}-b" in registry.instances
+        await h.worker.settle()
+        await eventually(lambda: len(h.of("registry.instance.expired")) == 1)
+        times = {
+            (m.type, getattr(e, "reason", ""), e.instance_id): m.time
+            for m, e in h.events
+            if m.type != "registry.instance.registered"
+        }
+        assert times[("registry.instance.status_changed", "heartbeat_missed", f"{unique}-a")] == (
+            T0 + timedelta(seconds=10)
+        )
+        assert times[("registry.instance.status_changed", "heartbeat_missed", f"{unique}-b")] == (
+            T0 + timedelta(seconds=15)
+        )
+        assert times[("registry.instance.expired", "", f"{unique}-a")] == T0 + timedelta(seconds=30)
+
+
+async def test_expiry_fires_within_a_second_on_the_wall_clock(memory_url, tmp_path, unique):
+    async with harness(memory_url, unique, f"sqlite+aiosqlite:///{tmp_path}/d.db") as h:
+        await h.publish(reg(unique, "a", ttl_s=0.4, deregister_after_s=0.4))
+        await eventually(lambda: f"{unique}-a" in h.worker.registry.instances)
+        await eventually(lambda: h.of("registry.instance.expired"), timeout=5)
+        missed = [m for m, e in h.events if getattr(e, "reason", "") == "heartbeat_missed"]
+        (expired,) = [m for m, _ in h.events if m.type == "registry.instance.expired"]
+        registered = h.worker.registry  # noqa: F841 - kept alive for the assertion below
+        assert (expired.time - missed[0].time) == timedelta(seconds=0.4)
+        # Published promptly: the event's time (the due time) is close to the wall clock.
+        assert abs((datetime.now(UTC) - expired.time).total_seconds()) < 1.0
+
+
+async def test_protection_through_the_worker_on_a_virtual_clock(memory_url, tmp_path, unique):
+    clock = VirtualClock(T0)
+    async with harness(
+        memory_url, unique, f"sqlite+aiosqlite:///{tmp_path}/d.db", clock=clock
+    ) as h:
+        for i in range(4):
+            await h.publish(reg(unique, f"i{i}", ttl_s=10, deregister_after_s=10))
+        await eventually(lambda: len(h.worker.registry.instances) == 4)
+        await clock.advance(5)
+        await h.publish(Heartbeat(service=unique, instance_id=f"{unique}-i3"))
+        await eventually(
+            lambda: (
+                h.worker.registry.instances[f"{unique}-i3"].last_heartbeat
+                == h.worker.registry.instances[f"{unique}-i3"].registered_at + 5_000_000
+            )
+        )
+        await clock.advance(100)
+        await eventually(lambda: h.worker.registry.protection)
+        await h.worker.settle()
+        await eventually(lambda: h.of("registry.protection.entered"))
+        assert len(h.worker.registry.instances) == 4  # kept, though long overdue
+        for i in range(2):  # half of them come back: that ends it
+            await h.publish(Heartbeat(service=unique, instance_id=f"{unique}-i{i}"))
+        await eventually(lambda: not h.worker.registry.protection)
+        await eventually(lambda: h.of("registry.protection.exited"))
+        reasons = {(e.instance_id, e.reason) for e in h.of("registry.instance.status_changed")}
+        assert (f"{unique}-i0", "recovered") in reasons
+        view = await h.call("service", name=unique)
+        assert view["protection"] is False and len(view["instances"]) == 4
+        await clock.advance(9)  # the silent ones get one more TTL after protection ends
+        assert len(h.worker.registry.instances) == 4
+        await clock.advance(1)
+        await eventually(lambda: len(h.worker.registry.instances) == 2)
