@@ -16,8 +16,8 @@ Health, for each instance:
 
 Expiry protection: when at least `min_critical` instances, and more than `threshold` of all
 instances, missed their heartbeats within one TTL window, expiry stops (they stay listed as
-`critical`) until heartbeats resume and the missing share falls back under the rule; those still missing
-then get one more TTL to come back before they are removed.
+`critical`) until heartbeats resume and the missing share falls back under the rule; those
+still missing then get one more TTL to come back before they are removed.
 """
 
 from __future__ import annotations
