@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 
-from bus.errors import BusError
+from bus.errors import BusError, ConfigError
 from bus.settings import load_settings
 from manager_worker.process import serve
 
@@ -17,6 +17,9 @@ def main() -> int:
     try:
         settings = load_settings()
         asyncio.run(serve(settings))
+    except ConfigError as exc:
+        print(f"manager_worker: error: {exc}", file=sys.stderr)
+        return 2
     except BusError as exc:
         print(f"manager_worker: error: {exc}", file=sys.stderr)
         return 1

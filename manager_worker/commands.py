@@ -107,10 +107,11 @@ async def create(request: CreateResourceRequest, *, ctx: Context) -> ResourceRep
                 time=now,
             )
         else:
+            fields["status"] = "active"
             if isinstance(spec, VolumeSpec) and spec.attached_to is not None:
                 vm = await _attachable(session, spec.attached_to, "spec.attached_to")
-                fields["host"] = vm.host
-            placed = STORED[spec.kind].model_validate({**fields, "status": "active", "version": 1})
+                fields.update(_following(vm))
+            placed = STORED[spec.kind].model_validate({**fields, "version": 1})
             await inventory.add(session, placed)
             stage(session, ResourceCreated(resource=placed, version=1), event_id=new_id(), time=now)
     ctx.notify()
@@ -131,10 +132,11 @@ async def update(request: UpdateResourceRequest, *, ctx: Context) -> ResourceRep
         if "attached_to" in changes:
             target = changes["attached_to"]
             if target is None:
-                extra["host"] = None
+                extra = {"host": None, "status": "active"}
             else:
                 vm = await _attachable(session, target, "changes.attached_to")
-                extra["host"] = vm.host
+                extra = _following(vm)
+        # Only fields a request may set: replay re-runs an update from this list.
         changed = sorted(k for k, v in changes.items() if getattr(current, k) != v)
         if not changed:
             return ResourceReply(current)  # nothing differs: no new version, no event
@@ -204,6 +206,11 @@ async def _attachable(session: AsyncSession, name: str, field: str) -> StoredRes
             {"errors": [{"field": field, "message": f"no vm named {name!r}"}]},
         )
     return vm
+
+
+def _following(vm: StoredResource) -> dict[str, Any]:
+    """Where an attached volume lives: on its VM's host, reachable when the VM is."""
+    return {"host": vm.host, "status": "unreachable" if vm.status == "unreachable" else "active"}
 
 
 def _name_taken(name: str) -> Conflict:

@@ -668,3 +668,30 @@ async def test_drift_reports_missing_unexpected_and_mismatched(memory_url, sqlit
         ]
         # Drift is reported, not acted upon: the inventory is unchanged.
         assert (await h.resource("web-2"))["status"] == "active"
+
+
+async def test_a_volume_lives_where_its_vm_does(memory_url, sqlite_url, unique):
+    async with harness(memory_url, sqlite_url, unique) as h:
+        h.hosts.append(host("h-1"))
+        await h.vm("web-1")
+        h.hosts[:] = [host("h-2")]
+        await h.vm("web-2")
+        await h.feed(
+            status_changed("h-1", "passing", "critical", "heartbeat_missed"),
+            event_id=str(uuid.uuid4()),
+            at=T0,
+        )
+        late = await h.create(kind="volume", name="late", size_gb=1, attached_to="web-1")
+        assert (late["host"], late["status"]) == ("h-1", "unreachable")
+        moved = await h.call(
+            "manager.update", name="late", expected_version=1, changes={"attached_to": "web-2"}
+        )
+        assert (moved["host"], moved["status"], moved["version"]) == ("h-2", "active", 2)
+        loose = await h.call(
+            "manager.update", name="late", expected_version=2, changes={"attached_to": None}
+        )
+        assert (loose["host"], loose["status"]) == (None, "active")
+        ((_, event),) = [
+            (m, e) for m, e in await h.wait_events(2, "resource.updated") if e.version == 2
+        ]
+        assert event.changed == ["attached_to"]
