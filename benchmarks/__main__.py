@@ -1,0 +1,136 @@
+"""`python -m benchmarks [--quick] [--json]`: govbus against raw aio-pika and FastStream.
+
+Prints a table with ratios (to stdout; with `--json` the table goes to stderr and stdout gets
+one JSON object), and writes `benchmarks/results.json` and `benchmarks/results.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import edge, events, registry, replay, rpc
+from benchmarks._common import alternate
+from benchmarks._report import chart, flatten_targets, table
+from benchmarks._vhost import private_vhost
+
+HERE = Path(__file__).resolve().parent
+SECTIONS = ("events", "rpc", "registry", "replay", "edge")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def run(
+    url: str, *, quick: bool, only: set[str], log: Callable[[str], None]
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    rounds = 3 if quick else 5
+
+    if "events" in only:
+        n = 4000 if quick else 20000
+        log(f"events: {n:,} per trial, {rounds} rounds, systems alternated")
+        for runner in events.RUNNERS.values():  # warm-up: imports, first connections
+            await runner(url, 500)
+        trials = await alternate(
+            "events",
+            {s: functools.partial(r, url, n) for s, r in events.RUNNERS.items()},
+            rounds=rounds,
+            log=log,
+        )
+        results["events"] = trials.medians()
+
+    if "rpc" in only:
+        seq, conc = (300, 1500) if quick else (2000, 10000)
+        log(f"rpc: {seq:,} sequential and {conc:,} with 64 in flight per trial, {rounds} rounds")
+        trials = await alternate(
+            "rpc",
+            {s: functools.partial(r, url, seq, conc) for s, r in rpc.RUNNERS.items()},
+            rounds=rounds,
+            log=log,
+        )
+        results["rpc"] = trials.medians()
+
+    if "registry" in only:
+        sizes = (10_000,) if quick else (10_000, 100_000)
+        beats = 15_000 if quick else 50_000
+        section: dict[str, Any] = {}
+        for size in sizes:
+            log(f"registry: {size:,} instances, {beats:,} heartbeats")
+            figures = await registry.heartbeats_per_s(url, size, beats, log)
+            figures["bytes_per_instance"] = registry.memory_per_instance(size)
+            log(f"  registry {size:,}: {figures}")
+            section[f"instances_{size}"] = figures
+        section["heartbeats_per_s"] = min(v["heartbeats_per_s"] for v in section.values())
+        results["registry"] = section
+
+    if "replay" in only:
+        n = 50_000 if quick else 200_000
+        log(f"replay: a heartbeat-heavy log of {n:,} events")
+        figures = await replay.run_replay(n)
+        log(f"  replay: {figures}")
+        results["replay"] = figures
+
+    if "edge" in only:
+        requests = 1500 if quick else 6000
+        log(f"edge: {requests:,} GET /v1/services/<name> from a separate process")
+        figures = await edge.run_edge(url, requests, log)
+        log(f"  edge: {figures}")
+        results["edge"] = {"govbus": figures}
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="the whole run in under two minutes")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("GOVBUS_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+        help="RabbitMQ (default: GOVBUS_URL or the local broker); a private vhost is used",
+    )
+    parser.add_argument("--only", action="append", choices=SECTIONS, help="run only these")
+    parser.add_argument("--out", type=Path, default=HERE, help="where results.json/png go")
+    args = parser.parse_args(argv)
+    if args.url.startswith("memory://"):
+        parser.error("the benchmarks compare clients of RabbitMQ: --url must be amqp://")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    only = set(args.only or SECTIONS)
+    began = time.perf_counter()
+    with private_vhost(args.url) as url:
+        results = asyncio.run(run(url, quick=args.quick, only=only, log=_log))
+    results["targets"] = flatten_targets(results)
+    results["meta"] = {
+        "quick": args.quick,
+        "seconds": round(time.perf_counter() - began, 1),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "loadavg": list(os.getloadavg()),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    chart(results, args.out / "results.png")
+    text = table(results)
+    if args.json:
+        print(text, file=sys.stderr)
+        print(json.dumps(results))
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
