@@ -199,7 +199,10 @@ class RpcClient:
             status = status.decode()
         if status != "ok":
             error = _decode_error(status, answer.body)
-            if isinstance(error, Unavailable | InternalError):
+            # A worker that answers is alive: only its crashes count against the breaker. Its
+            # `unavailable` is about the request (e.g. no host to pick for one service) and
+            # must not fail every other call of the method fast.
+            if isinstance(error, InternalError):
                 breaker.failure()
             else:
                 breaker.success()
