@@ -30,13 +30,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -99,6 +102,18 @@ class _ReplayDelivery(Delivery):
 class _Watch:
     checked_out: int = 0
     engines: list[AsyncEngine] = field(default_factory=list)
+    waiter: asyncio.Future[None] | None = None
+
+    def checked_in(self) -> None:
+        self.checked_out -= 1
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Replay:
@@ -211,7 +226,7 @@ class Replay:
             watch.checked_out += 1
 
         def checkin(*_: Any) -> None:
-            watch.checked_out -= 1
+            watch.checked_in()
 
         sa_event.listen(engine.sync_engine, "checkout", checkout)
         sa_event.listen(engine.sync_engine, "checkin", checkin)
@@ -243,7 +258,7 @@ class Replay:
 
     async def start_workers(self, *, seed: int = 0, db_url: str | None = None) -> Workers:
         """Fresh discovery and manager workers on the private bus and the virtual clock, each
-        with its own in-memory SQLite store (or `db_url`) and a RNG seeded with `seed`."""
+        with its own SQLite store in a temporary file (or `db_url`) and a RNG seeded with `seed`."""
         await self.start()
         self.workers = Workers(self)
         await self.workers.start(seed=seed, db_url=db_url)
@@ -285,10 +300,12 @@ class Replay:
     async def advance_to(self, moment: datetime) -> None:
         """Move the clock to `moment`, firing each timer due on the way, in order, settling
         after each."""
-        while self.clock.fire_next(moment):
+        clock = self.clock
+        while clock.fire_next(moment):
             self.stats.timers += 1
             await self.settle()
-        await self.clock.advance_to(moment, settle=0)
+        if moment > clock.now():
+            await clock.advance_to(moment, settle=0)
 
     async def _deliver(self, event: LogEvent) -> None:
         routes = self._routes.get(event.type)
@@ -297,15 +314,15 @@ class Replay:
         if not routes:
             self.stats.unrouted += 1
             return
-        message = event.to_message()
-        direct = [consumer for _, consumer in routes if consumer is not None]
-        if len(direct) != len(routes):
-            # Some queue has no consumer of ours: publish for real; ours stay direct.
-            others = [name for name, consumer in routes if consumer is None]
-            for name in others:
-                await self._transport.publish("", name, message, mandatory=False, confirm=False)
-        for consumer in direct:
-            await self._process(consumer, event, message)
+        body = orjson.dumps(event.data)
+        for name, consumer in routes:
+            if consumer is None:
+                # A queue with no consumer of ours (a user's own): publish to it for real.
+                await self._transport.publish(
+                    "", name, event.to_message(), mandatory=False, confirm=False
+                )
+            else:
+                await self._process(consumer, event, body)
 
     def _route(self, event_type: str) -> list[tuple[str, EventConsumer | None]]:
         """Queues the type routes to (the tap aside), each with our consumer of it, if any."""
@@ -316,26 +333,29 @@ class Replay:
             if queue.spec.name != _TAP
         ]
 
-    async def _process(self, consumer: EventConsumer, event: LogEvent, message: Message) -> None:
+    async def _process(self, consumer: EventConsumer, event: LogEvent, body: bytes) -> None:
         """The consumer's decode-and-handle, without the broker and retry machinery on the
-        happy path; anything else goes through `EventConsumer.process` (the real policy)."""
+        happy path; anything else goes through `EventConsumer.process` (the real policy).
+
+        A handler that fails here is handed to the policy, which runs it again (the failure
+        counts as a transient one: the policy's attempts come on top of it)."""
         handler = consumer.handlers.get(event.type)
         model = consumer.models.get(event.type)
         if handler is not None and model is not None:
             try:
-                typed = model.model_validate_json(message.body)
+                typed = model.model_validate_json(body)
             except ValidationError:
                 pass  # the policy dead-letters it, with the reason
             else:
                 try:
                     await handler(typed, event.meta)
-                except Exception as exc:  # the policy retries (a retry is what this was)
+                except Exception as exc:
                     log.debug("replay: %s %s failed once: %s", event.type, event.id, exc)
                 else:
                     consumer.stats.delivered += 1
                     consumer.stats.handled += 1
                     return
-        await consumer.process(_ReplayDelivery(message, event.type))
+        await consumer.process(_ReplayDelivery(event.to_message(), event.type))
 
     # -- quiescence ---------------------------------------------------------------------------
 
@@ -344,19 +364,37 @@ class Replay:
         if self._watch.checked_out > 0:
             return False
         for queue in self.broker.queues.values():
-            if queue.spec.name == _TAP:
+            consumers = queue.consumers
+            if not consumers or queue.spec.name == _TAP:
                 continue
-            if queue.ready and any(c.has_capacity for c in queue.consumers):
+            if queue.ready and any(c.has_capacity for c in consumers):
                 return False
-            for consumer in queue.consumers:
+            for consumer in consumers:
                 if consumer.unacked:
                     return False
         return True
+
+    def _busy(self, ready: Any) -> str:
+        """What keeps the bus from settling, for the error that says so."""
+        found = []
+        if self._watch.checked_out:
+            found.append(f"{self._watch.checked_out} database connection(s) checked out")
+        for queue in self.broker.queues.values():
+            unacked = sum(len(c.unacked) for c in queue.consumers)
+            if queue.spec.name != _TAP and (queue.ready or unacked):
+                found.append(
+                    f"queue {queue.spec.name}: {len(queue.ready)} ready, {unacked} unacked"
+                )
+        if ready:
+            found.append("ready callbacks: " + ", ".join(repr(h) for h in list(ready)[:3]))
+        return "; ".join(found) or "nothing visible"
 
     async def settle(self) -> None:
         """Wait for quiescence, then collect what the participants published."""
         loop = asyncio.get_running_loop()
         ready: Any = getattr(loop, "_ready", None)
+        if ready is not None and not ready and not self._tapped and self.idle():
+            return  # the common case: the step finished without leaving anything behind
         spins = 0
         idle_in_a_row = 0
         deadline: float | None = None
@@ -368,9 +406,19 @@ class Replay:
             else:
                 idle_in_a_row = 0
             spins += 1
-            if ready is not None and not ready and not self.idle():
-                # Waiting on another thread (SQLite): sleep in the selector, not on the GIL.
-                await asyncio.sleep(0.0001)
+            if ready is not None and not ready and self._watch.checked_out > 0:
+                # A unit of work waits on SQLite's thread: sleep in the selector until a
+                # connection comes back (spinning would fight that thread for the GIL).
+                waiter = self._watch.waiter = loop.create_future()
+                try:
+                    async with asyncio.timeout(0.05):
+                        await waiter
+                except TimeoutError:
+                    pass
+                finally:
+                    self._watch.waiter = None
+            elif ready is not None and not ready and not self.idle():
+                await asyncio.sleep(0.001)  # e.g. a retry's backoff: nothing to do but wait
             else:
                 await asyncio.sleep(0)
             if spins % 1000 == 0:
@@ -380,7 +428,8 @@ class Replay:
                 elif now > deadline:
                     raise ReplayError(
                         f"the bus did not settle within {_MAX_WAIT_S:g} s at "
-                        f"{self.clock.now().isoformat()}: a handler or timer never finishes"
+                        f"{self.clock.now().isoformat()}: a handler or timer never finishes "
+                        f"({self._busy(ready)})"
                     )
         await self._collect()
 
@@ -419,7 +468,6 @@ COMMAND_TYPES = frozenset({"resource.created", "resource.updated", "resource.del
 """Manager events caused by a request (`manager.create`, `.update`, `.delete`), not by another
 event: replay cannot regenerate them from the log, so it makes the same request again at the
 event's time, and the manager regenerates them."""
-MEMORY_DB = "sqlite+aiosqlite:///:memory:"
 
 
 class Workers:
@@ -434,6 +482,7 @@ class Workers:
         # Resource ids are minted by the manager (uuid4) on `manager.create`: replay's resource
         # gets a new one, reported under the recorded one so the output is the same every time.
         self.ids: dict[str, str] = {}
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     async def start(self, *, seed: int, db_url: str | None) -> None:
         import random
@@ -453,7 +502,7 @@ class Workers:
             ("manager", manager_bootstrap, MANAGER_SOURCE, {}),
         ]
         for name, boot, source, extra in plan:
-            store = Store(create_engine(db_url or MEMORY_DB))
+            store = Store(create_engine(db_url or self._temp_db(name)))
             replay.watch(store.engine)
             replay.on_close(store.close)
             bus = replay.bus(source)
@@ -473,6 +522,20 @@ class Workers:
             setattr(self, name, worker)
         self.client = replay.bus("govbus/replay")
         await self.client.start()
+
+    def _temp_db(self, name: str) -> str:
+        """A fresh SQLite file in a private directory, removed when the replay closes.
+
+        Not `:memory:`: an in-memory database lives in one connection, and a connection that
+        SQLAlchemy invalidates (a task cancelled mid-query at shutdown) would take the tables
+        with it."""
+        if self._tmp is None:
+            shm = Path("/dev/shm")  # memory-backed where there is one: no disk in the loop
+            self._tmp = tempfile.TemporaryDirectory(
+                prefix="govbus-replay-", dir=shm if shm.is_dir() else None
+            )
+            self.replay.on_close(self._tmp.cleanup)
+        return f"sqlite+aiosqlite:///{Path(self._tmp.name) / name}.db"
 
     def is_command(self, event: LogEvent) -> bool:
         return event.source == MANAGER_SOURCE and event.type in COMMAND_TYPES
