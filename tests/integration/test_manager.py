@@ -159,12 +159,12 @@ class Harness:
         """Publish `event` as the discovery worker (or a host agent) would, and wait until the
         manager has handled it."""
         stats = self.worker.consumer.stats  # type: ignore[union-attr]
-        before = stats.handled + stats.dead_lettered
+        before, dead = stats.handled + stats.dead_lettered, stats.dead_lettered
         await self.client.publish(event, event_id=event_id, time=at)
         await eventually(
             lambda: stats.handled + stats.dead_lettered > before, what=f"{event.TYPE} handled"
         )
-        assert stats.dead_lettered == 0
+        assert stats.dead_lettered == dead
 
     async def count(self, table: Any) -> int:
         async with self.worker.store.unit_of_work() as session:
@@ -695,3 +695,25 @@ async def test_a_volume_lives_where_its_vm_does(memory_url, sqlite_url, unique):
             (m, e) for m, e in await h.wait_events(2, "resource.updated") if e.version == 2
         ]
         assert event.changed == ["attached_to"]
+
+
+async def test_a_malformed_event_is_dead_lettered_and_the_worker_goes_on(
+    broker_url, sqlite_url, unique
+):
+    async with harness(broker_url, sqlite_url, unique) as h:
+        h.hosts.append(host("h-1"))
+        await h.vm("web-1")
+        stats = h.worker.consumer.stats  # type: ignore[union-attr]
+        await h.client.publisher.publish_raw(
+            "resource.observed", {"host": "h-1", "resources": [{"kind": "vm", "name": "Web_1"}]}
+        )
+        await eventually(lambda: stats.dead_lettered == 1, what="dead-lettered")
+        ready, _ = await h.client.transport.queue_state(f"{unique}.manager.dlq")
+        assert ready == 1  # the dead-letter copy was confirmed before the original was acked
+        # The next event is handled as usual.
+        await h.feed(
+            status_changed("h-1", "passing", "critical", "heartbeat_missed"),
+            event_id=str(uuid.uuid4()),
+            at=T0,
+        )
+        assert (await h.resource("web-1"))["status"] == "unreachable"
