@@ -189,7 +189,12 @@ class RpcClient:
             raise DeadlineExceeded(
                 f"{method!r} did not answer within {timeout:g} s", {"method": method}
             ) from exc
-        except (ConnectionLost, Unavailable):
+        except ConnectionLost:
+            # The caller's own connection dropped: that says nothing about the method's
+            # workers, so their breaker is left alone (else one broker blip with a few calls
+            # in flight would make the method fail fast for a whole cooldown).
+            raise
+        except Unavailable:
             breaker.failure()
             raise
         finally:
