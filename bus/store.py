@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Index, Integer, LargeBinary, String, delete, event, select, update
@@ -127,7 +127,8 @@ def add_to_outbox(
             event_id=event_id,
             event_type=event_type,
             source=source,
-            time=time,
+            # UTC, because SQLite keeps no offset: an aware non-UTC time would come back shifted.
+            time=time.astimezone(UTC),
             body=body,
             traceparent=traceparent,
             sent=0,
@@ -201,7 +202,8 @@ class OutboxRelay:
                         body=row.body,
                         event_id=row.event_id,
                         source=row.source,
-                        time=row.time,
+                        # SQLite hands back naive datetimes (stored as UTC above).
+                        time=row.time if row.time.tzinfo else row.time.replace(tzinfo=UTC),
                         traceparent=row.traceparent,
                     )
                     try:
