@@ -81,6 +81,7 @@ def to_values(resource: StoredResource) -> dict[str, Any]:
         "host": resource.host,
         "attached_to": getattr(resource, "attached_to", None),
         "version": resource.version,
-        "created_at": resource.created_at,
-        "updated_at": resource.updated_at,
+        # UTC: SQLite keeps no offset, and a derived change takes its cause's time as sent.
+        "created_at": resource.created_at.astimezone(UTC),
+        "updated_at": resource.updated_at.astimezone(UTC),
     }

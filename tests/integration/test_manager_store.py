@@ -9,7 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -228,3 +230,33 @@ async def test_two_managers_on_one_postgres_database_never_corrupt_each_other(me
         finally:
             await second.stop()
             await second_bus.close()
+
+
+async def test_times_survive_sqlite_in_any_local_timezone(memory_url, tmp_path, unique):
+    """SQLite stores datetimes without an offset: every time the manager writes (and the relay
+    reads back) must be UTC whatever the process's local zone and the cause's offset."""
+    previous = os.environ.get("TZ")
+    os.environ["TZ"] = "America/Sao_Paulo"
+    time.tzset()
+    try:
+        db = f"sqlite+aiosqlite:///{tmp_path}/manager.db"
+        async with harness(memory_url, db, unique) as h:
+            h.hosts.append(host("h-1"))
+            await h.vm("web-1")
+            at = datetime(2026, 3, 1, 14, 30, tzinfo=timezone(timedelta(hours=2)))
+            cause = str(uuid.uuid4())
+            await h.feed(
+                status_changed("h-1", "passing", "critical", "heartbeat_missed"),
+                event_id=cause,
+                at=at,
+            )
+            assert (await h.resource("web-1"))["updated_at"] == "2026-03-01T12:30:00Z"
+            events = await h.wait_events(3, "resource.status_changed", "resource.created")
+            assert [m.time for m, _ in events] == [T0, T0, at]
+            assert events[-1][1].resource.updated_at == at
+    finally:
+        if previous is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = previous
+        time.tzset()
