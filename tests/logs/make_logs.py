@@ -69,7 +69,7 @@ def registrations() -> Session:
 
 
 def expiry() -> Session:
-    """web-2 falls silent at 4 s: critical at 9 s (ttl 5 s), expired at 19 s (10 s later)."""
+    """web-2 falls silent after 2.52 s: critical at 7.52 s (ttl 5 s), expired 10 s later."""
     s = Session("expiry")
     for i, name in enumerate(("web-1", "web-2", "web-3")):
         s.register(i * 0.1, "web", name, 8080 + i, ttl_s=5, deregister_after_s=10)
