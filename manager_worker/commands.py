@@ -79,7 +79,9 @@ async def create(request: CreateResourceRequest, *, ctx: Context) -> ResourceRep
         if await inventory.by_name(session, spec.name) is not None:
             raise _name_taken(spec.name)
         if isinstance(spec, VolumeSpec) and spec.attached_to is not None:
-            await _attachable(session, spec.attached_to, "spec.attached_to")
+            target = await inventory.by_name(session, spec.attached_to)
+            if target is None or target.kind != "vm":
+                raise _no_vm(spec.attached_to, "spec.attached_to")
     host = await ctx.placement.pick_host() if isinstance(spec, VmSpec) else None
     now = ctx.clock.now()
     fields: dict[str, Any] = {
@@ -201,11 +203,15 @@ async def _existing(session: AsyncSession, name: str) -> StoredResource:
 async def _attachable(session: AsyncSession, name: str, field: str) -> StoredResource:
     vm = await inventory.hold_vm(session, name)
     if vm is None:
-        raise Invalid(
-            f"{field}: no vm named {name!r}",
-            {"errors": [{"field": field, "message": f"no vm named {name!r}"}]},
-        )
+        raise _no_vm(name, field)
     return vm
+
+
+def _no_vm(name: str, field: str) -> Invalid:
+    return Invalid(
+        f"{field}: no vm named {name!r}",
+        {"errors": [{"field": field, "message": f"no vm named {name!r}"}]},
+    )
 
 
 def _following(vm: StoredResource) -> dict[str, Any]:

@@ -23,7 +23,12 @@ from bus.message import EventMeta
 from bus.store import OutboxRow, Store, create_engine
 from manager_worker import SOURCE, ManagerConfig, bootstrap, commands, reactions
 from manager_worker.db import ResourceRow
-from schemas import CreateResourceRequest, ResourceRequest, UpdateResourceRequest
+from schemas import (
+    CreateResourceRequest,
+    DeleteResourceRequest,
+    ResourceRequest,
+    UpdateResourceRequest,
+)
 from tests._wait import eventually
 from tests.integration.test_manager import (
     AMQP_URL,
@@ -194,6 +199,42 @@ async def test_two_managers_on_one_postgres_database_never_corrupt_each_other(me
                 return_exceptions=True,
             )
             assert sorted(type(c).__name__ for c in creates) == ["Conflict", "ResourceReply"]
+
+            # Attaching a volume to a VM while the other deletes it: never a volume on a
+            # deleted VM, whichever comes first.
+            outcomes = set()
+            for i in range(6):
+                await h.vm(f"db-{i}")
+                attach, remove = await asyncio.gather(
+                    commands.create(
+                        CreateResourceRequest.model_validate(
+                            {
+                                "spec": {
+                                    "kind": "volume",
+                                    "name": f"disk-{i}",
+                                    "size_gb": 1,
+                                    "attached_to": f"db-{i}",
+                                }
+                            }
+                        ),
+                        ctx=workers[i % 2].context,
+                    ),
+                    commands.delete(
+                        DeleteResourceRequest(name=f"db-{i}"), ctx=workers[(i + 1) % 2].context
+                    ),
+                    return_exceptions=True,
+                )
+                outcome = (type(attach).__name__, type(remove).__name__)
+                assert outcome in {("ResourceReply", "Conflict"), ("Invalid", "DeleteReply")}
+                outcomes.add(outcome)
+            async with h.worker.store.unit_of_work() as session:
+                names = set(await session.scalars(select(ResourceRow.name)))
+                attached = set(
+                    await session.scalars(
+                        select(ResourceRow.attached_to).where(ResourceRow.attached_to.is_not(None))
+                    )
+                )
+            assert attached <= names, outcomes
 
             # The same registry event handled by both at once (a redelivery racing the
             # first delivery): the inbox lets exactly one of them act.
