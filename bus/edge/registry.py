@@ -16,6 +16,7 @@ from bus.edge.models import (
     ServiceQuery,
     pairs_to_dict,
 )
+from bus.errors import NotFound, Unavailable
 from schemas.registry import Deregister, Drain, Heartbeat, Register
 from schemas.rpc import (
     InstanceRequest,
@@ -64,9 +65,18 @@ async def service(name: str) -> Response:
 async def pick(name: str) -> Response:
     name = path_param(SERVICE_NAME, "name", name)
     q = query(PickQuery)
-    view = await call(
-        "discovery.pick", PickRequest(service=name, strategy=q.strategy, tag=q.tag), InstanceView
-    )
+    try:
+        view = await call(
+            "discovery.pick",
+            PickRequest(service=name, strategy=q.strategy, tag=q.tag),
+            InstanceView,
+        )
+    except Unavailable as exc:
+        # The worker answered: a service with no instance at all is unknown here (404);
+        # one whose instances are all unhealthy or draining stays 503, worth a retry.
+        if type(exc) is Unavailable and exc.details.get("statuses") == {}:
+            raise NotFound(exc.message, exc.details) from exc
+        raise
     return json_response(view.instance, headers=_freshness(view))
 
 

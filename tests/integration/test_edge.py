@@ -138,8 +138,21 @@ async def test_unknown_things_are_404_problems(stack):
         assert body["status"] == 404 and body["detail"]
     r = await c.put("/v1/instances/ghost-1/heartbeat", headers=h, json={})
     assert r.status_code == 404
-    # nothing to pick from is the worker's `unavailable`: 503, worth retrying later
-    r = await c.get("/v1/services/nothing/pick", headers=h)
+    # picking from a service nobody registered is 404, many times over, and does not open
+    # the breaker for the picks of other services
+    for _ in range(8):
+        r = await c.get("/v1/services/nothing/pick", headers=h)
+        assert r.status_code == 404
+    await c.post("/v1/instances", headers=h, json=register_body("web", "web-1"))
+    await wait_listed(c, h, "web")
+    assert (await c.get("/v1/services/web/pick", headers=h)).status_code == 200
+    # every instance draining: 503, worth a retry later
+    await c.put("/v1/instances/web-1/drain", headers=h)
+    for _ in range(400):
+        r = await c.get("/v1/services/web/pick", headers=h)
+        if r.status_code == 503:
+            break
+        await asyncio.sleep(0.01)
     assert r.status_code == 503 and "Retry-After" in r.headers
 
 
