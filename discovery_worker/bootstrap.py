@@ -85,7 +85,6 @@ class DiscoveryWorker:
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: int | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._publish_lock = asyncio.Lock()
 
     @property
     def ready(self) -> bool:
@@ -163,8 +162,8 @@ class DiscoveryWorker:
 
         One path, under one lock, so an event is never published twice by this worker.
         """
-        async with self._publish_lock:
-            await self.journal.flush()
+        async with self.journal.lock:
+            await self.journal.flush_locked()
             if self.journal.unpublished:
                 await self.relay.flush()
                 self.journal.unpublished = False

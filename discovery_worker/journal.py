@@ -156,7 +156,9 @@ class Journal:
         self.marks: set[str] = set()
         self.flushes = 0
         self.unpublished = False  # events were committed to the outbox since the last relay
-        self._lock = asyncio.Lock()
+        # Every write of this worker (flushes and the outbox relay) takes it: one writer at a
+        # time, which SQLite needs and which keeps the outbox published in order.
+        self.lock = asyncio.Lock()
 
     async def create_tables(self) -> None:
         async with self.store.engine.begin() as conn:
@@ -194,10 +196,11 @@ class Journal:
 
         On failure nothing is forgotten: the same changes are written by the next flush.
         """
-        async with self._lock:
-            return await self._flush()
+        async with self.lock:
+            return await self.flush_locked()
 
-    async def _flush(self) -> int:
+    async def flush_locked(self) -> int:
+        """`flush()` for a caller that holds `lock`."""
         reg = self.registry
         if not (reg.dirty or reg.removed or reg.dirty_placements or reg.pending or self.marks):
             return 0
