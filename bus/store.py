@@ -173,7 +173,8 @@ class OutboxRelay:
         while True:
             try:
                 await self.flush()
-            except (BusError, SQLAlchemyError) as exc:
+            except (BusError, SQLAlchemyError, OSError) as exc:
+                # OSError: asyncpg raises a refused or dropped connection unwrapped.
                 log.warning("outbox relay: %s; retrying", exc)
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
