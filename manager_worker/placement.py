@@ -56,7 +56,7 @@ class Placement:
             ) from exc
         except CircuitOpen as exc:
             raise Unavailable(
-                "the discovery worker is failing: placement is paused",
+                "placement is paused: recent discovery.pick calls failed (circuit open)",
                 {"service": HOST_SERVICE, "reason": "circuit_open"},
                 retry_after=exc.retry_after,
             ) from exc

@@ -6,7 +6,10 @@ import asyncio
 import logging
 import signal
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bus.client import Bus
+from bus.errors import ConfigError
 from bus.settings import Settings
 from manager_worker.bootstrap import bootstrap
 from manager_worker.config import SOURCE, ManagerConfig
@@ -17,7 +20,8 @@ log = logging.getLogger(__name__)
 async def serve(settings: Settings, *, config: ManagerConfig | None = None) -> None:
     """Run a manager worker until SIGTERM or SIGINT, then stop gracefully and return.
 
-    Raises `BrokerUnreachable` (a `BusError`) when the broker does not answer at start.
+    Raises `BrokerUnreachable` when the broker does not answer at start and `ConfigError`
+    (naming `GOVBUS_DB`) when the store cannot be opened: both `BusError`s, one line each.
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -27,7 +31,11 @@ async def serve(settings: Settings, *, config: ManagerConfig | None = None) -> N
     try:
         await bus.start()
         worker = await bootstrap(bus=bus, db_url=settings.db, config=config)
-        await worker.start()
+        try:
+            await worker.start()
+        except (SQLAlchemyError, OSError) as exc:
+            await worker.stop()
+            raise ConfigError(f"GOVBUS_DB: cannot open the store: {exc}") from exc
         try:
             await stop.wait()
             log.info("manager worker stopping")

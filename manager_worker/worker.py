@@ -110,7 +110,7 @@ class ManagerWorker:
         if self.config.relay:
             try:
                 await self.relay.stop()
-            except (BusError, SQLAlchemyError) as exc:
+            except (BusError, SQLAlchemyError, OSError) as exc:
                 # The rows stay unsent; the next relay on this database publishes them.
                 log.error("flushing the outbox at shutdown failed: %s", exc)
                 log.debug("outbox flush failure", exc_info=exc)

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from bus import Bus
 from bus.errors import Conflict
 from bus.message import EventMeta
-from bus.store import OutboxRow, Store, create_engine
+from bus.store import OutboxRelay, OutboxRow, Store, create_engine
 from manager_worker import SOURCE, ManagerConfig, bootstrap, commands, reactions
 from manager_worker.db import ResourceRow
 from schemas import (
@@ -301,3 +301,23 @@ async def test_times_survive_sqlite_in_any_local_timezone(memory_url, tmp_path, 
         else:
             os.environ["TZ"] = previous
         time.tzset()
+
+
+async def test_the_relay_outlives_an_unreachable_database(memory_url):
+    """asyncpg raises a refused connection as a bare OSError: the relay logs it and keeps
+    polling instead of dying (it would then never publish again)."""
+    bus = Bus(memory_url, source=SOURCE)
+    await bus.start()
+    store = Store(create_engine("postgresql+asyncpg://postgres@127.0.0.1:9/none"))
+    relay = OutboxRelay(store, bus.publisher, poll_s=0.01)
+    try:
+        await relay.start()
+        for _ in range(3):
+            relay.notify()
+            await asyncio.sleep(0.05)
+        assert relay._task is not None and not relay._task.done()
+        with pytest.raises(OSError):
+            await relay.stop()  # its last flush still reports the outage to the caller
+    finally:
+        await store.close()
+        await bus.close()
