@@ -63,6 +63,7 @@ class ManagerWorker:
         )
         self.consumer: EventConsumer | None = None
         self.server: RpcServer | None = None
+        self._relaying = False
 
     @property
     def ready(self) -> bool:
@@ -80,6 +81,7 @@ class ManagerWorker:
         await create_tables(self.store.engine)
         if self.config.relay:
             await self.relay.start()
+            self._relaying = True
         handlers: dict[str, Handler] = {
             event_type: functools.partial(handler, ctx=self.context)
             for event_type, handler in EVENT_HANDLERS.items()
@@ -107,7 +109,8 @@ class ManagerWorker:
             await self.consumer.stop()
             _discard(self.bus.consumers, self.consumer)
             self.consumer = None
-        if self.config.relay:
+        if self._relaying:
+            self._relaying = False
             try:
                 await self.relay.stop()
             except (BusError, SQLAlchemyError, OSError) as exc:

@@ -68,3 +68,12 @@ def test_an_unreachable_broker_is_one_line_and_exit_1(tmp_path):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
     assert "Traceback" not in err and "manager_worker: error:" in err, err
+
+
+def test_an_unreachable_store_is_one_line_naming_govbus_db():
+    proc = _run(
+        {"GOVBUS_URL": "memory://", "GOVBUS_DB": "postgresql+asyncpg://postgres@127.0.0.1:9/x"}
+    )
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2, err
+    assert err.strip().count("\n") == 0 and "GOVBUS_DB" in err, err
