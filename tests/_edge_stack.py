@@ -81,7 +81,12 @@ async def edge_stack(
         bus = Bus(url, source="govbus/edge")
         await bus.start()
         stack.push_async_callback(bus.close)
-        app = create_app(bus=bus, settings=load_settings(auth_secret=SECRET), limits=limits)
+        app = create_app(
+            bus=bus,
+            settings=load_settings(auth_secret=SECRET),
+            limits=limits,
+            observe=[w.bus for w in running.values()],
+        )
         test_app = await stack.enter_async_context(app.test_app())
         yield Stack(app, test_app.test_client(), bus, url, running, bearer())
 

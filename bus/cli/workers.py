@@ -122,12 +122,15 @@ async def _up(settings: Settings, token: str | None) -> None:
     stop = _stop_on_signals()
     url = settings.bus_url(embedded=True)
     async with contextlib.AsyncExitStack() as stack:
-        await stack.enter_async_context(_worker("discovery_worker", url, settings.db))
-        await stack.enter_async_context(_worker("manager_worker", url, settings.db))
+        workers = [
+            await stack.enter_async_context(_worker(package, url, settings.db))
+            for package in ("discovery_worker", "manager_worker")
+        ]
         edge_bus = Bus(url, source="govbus/edge")
         await edge_bus.start()
         stack.push_async_callback(edge_bus.close)
-        edge_app = create_app(bus=edge_bus, settings=settings)
+        observed = [bus for w in workers if isinstance(bus := getattr(w, "bus", None), Bus)]
+        edge_app = create_app(bus=edge_bus, settings=settings, observe=observed)
         server = asyncio.create_task(serve_edge(edge_app, settings.http, stop))
         await asyncio.sleep(0)
         typer.echo(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 from quart import Quart, Response, g, request
 from werkzeug.exceptions import HTTPException
@@ -26,11 +27,13 @@ def create_app(
     settings: Settings | None = None,
     auth: Authenticator | None = None,
     limits: Limits | None = None,
+    observe: Sequence[Bus] = (),
 ) -> Quart:
     """The edge as a Quart app.
 
     With `bus=None` it builds one from `settings` (`GOVBUS_URL`, or local RabbitMQ) and opens
-    and closes it with the app; a given bus is the caller's to start and close. Raises
+    and closes it with the app; a given bus is the caller's to start and close. `observe`:
+    other connections of this process whose counters `/metrics` shows too. Raises
     `ConfigError` when auth is required and no key is configured.
     """
     settings = settings or load_settings()
@@ -45,7 +48,9 @@ def create_app(
     app = Quart("govbus.edge")
     app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes
     app.config["JSON_SORT_KEYS"] = False
-    state = Edge(bus=bus, auth=auth, limits=limits, metrics=EdgeMetrics(bus), owns_bus=owns_bus)
+    state = Edge(
+        bus=bus, auth=auth, limits=limits, metrics=EdgeMetrics([bus, *observe]), owns_bus=owns_bus
+    )
     app.extensions["govbus"] = state
     for blueprint in (ops.blueprint, registry.blueprint, resources.blueprint, stream.blueprint):
         app.register_blueprint(blueprint)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -19,31 +19,36 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 
 class BusCollector(Collector):
-    """Counters read from the bus objects at scrape time, and the sizes the edge last saw."""
+    """Counters read from the bus objects at scrape time, and the sizes the edge last saw.
 
-    def __init__(self, bus: Bus) -> None:
-        self.bus = bus
+    `buses` are every connection of this process: the edge's, and in `govbus up` the workers'.
+    """
+
+    def __init__(self, buses: Sequence[Bus]) -> None:
+        self.buses = list(buses)
         self.registry_size: int | None = None
         self.inventory_size: int | None = None
 
     def collect(self) -> Iterator[Metric]:
         published = CounterMetricFamily(
-            "govbus_events_published", "Events this process published (confirmed)"
+            "govbus_events_published", "Events published (confirmed), by source", labels=["source"]
         )
-        published.add_metric([], self.bus.publisher.published)
-        yield published
         consumed = CounterMetricFamily(
-            "govbus_events_consumed", "Events consumed by this process", labels=["queue"]
+            "govbus_events_consumed", "Events handled, by worker queue", labels=["queue"]
+        )
+        retried = CounterMetricFamily(
+            "govbus_events_retried", "Event deliveries retried, by worker queue", labels=["queue"]
         )
         dead = CounterMetricFamily(
-            "govbus_events_dead_lettered", "Events dead-lettered by this process", labels=["queue"]
+            "govbus_events_dead_lettered", "Events dead-lettered, by worker queue", labels=["queue"]
         )
-        for consumer in self.bus.consumers:
-            queue = str(getattr(consumer, "queue", "?"))
-            consumed.add_metric([queue], _number(consumer, "consumed", "acked", "handled"))
-            dead.add_metric([queue], _number(consumer, "dead_lettered", "rejected"))
-        yield consumed
-        yield dead
+        for bus in self.buses:
+            published.add_metric([bus.source], bus.publisher.published)
+            for consumer in bus.consumers:
+                consumed.add_metric([consumer.queue], consumer.stats.handled)
+                retried.add_metric([consumer.queue], consumer.stats.retried)
+                dead.add_metric([consumer.queue], consumer.stats.dead_lettered)
+        yield from (published, consumed, retried, dead)
         for name, value, text in (
             ("govbus_registry_instances", self.registry_size, "Instances in the registry"),
             ("govbus_inventory_resources", self.inventory_size, "Resources in the inventory"),
@@ -54,18 +59,10 @@ class BusCollector(Collector):
                 yield gauge
 
 
-def _number(obj: object, *names: str) -> float:
-    for name in names:
-        value = getattr(obj, name, None)
-        if isinstance(value, int | float):
-            return float(value)
-    return 0.0
-
-
 class EdgeMetrics:
     """The edge's metrics: HTTP requests by route and status, RPC latency, bus counters."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, buses: Sequence[Bus]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.http_requests = Counter(
             "govbus_http_requests",
@@ -87,5 +84,5 @@ class EdgeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.bus_collector = BusCollector(bus)
+        self.bus_collector = BusCollector(buses)
         self.registry.register(self.bus_collector)

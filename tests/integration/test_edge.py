@@ -405,6 +405,8 @@ async def test_metrics_and_openapi(stack):
     assert "govbus_registry_instances 0.0" in text
     assert "govbus_inventory_resources 0.0" in text
     assert "govbus_events_published_total" in text
+    assert 'govbus_events_consumed_total{queue="govbus.discovery"}' in text
+    assert 'govbus_events_dead_lettered_total{queue="govbus.manager"} 0.0' in text
     r = await c.get("/openapi.json")
     doc = await r.get_json()
     assert doc["openapi"].startswith("3.")
