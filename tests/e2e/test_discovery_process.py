@@ -1,0 +1,54 @@
+"""`python -m discovery_worker` as a process: serves, and stops cleanly on SIGTERM (exit 0)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+@pytest.mark.rabbitmq
+def test_module_runs_and_stops_on_sigterm(tmp_path, amqp_url):
+    env = {
+        **os.environ,
+        "GOVBUS_URL": amqp_url,
+        "GOVBUS_DB": f"sqlite+aiosqlite:///{tmp_path}/d.db",
+    }
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "discovery_worker"], env=env, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 20
+        while "discovery worker running" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_bad_setting_is_one_line_and_exit_1(tmp_path):
+    env = {
+        **os.environ,
+        "GOVBUS_URL": "http://nope",
+        "GOVBUS_DB": f"sqlite+aiosqlite:///{tmp_path}/d.db",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "discovery_worker"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "discovery_worker: error: GOVBUS_URL: Value error, must start with amqp://, amqps:// or memory://"
+    ]
