@@ -78,7 +78,7 @@ async def serve_edge(app_: Quart, http: str, stop: asyncio.Event) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _worker(package: str, url: str, db_url: str) -> AsyncIterator[Worker]:
+async def _worker(package: str, url: str, db_url: str, **kwargs: Any) -> AsyncIterator[Worker]:
     """A worker of `package` on its own connection (named by the package's `SOURCE`)."""
     module = importlib.import_module(package)
     bus = Bus(url, source=getattr(module, "SOURCE", f"govbus/{package}"))
@@ -87,7 +87,7 @@ async def _worker(package: str, url: str, db_url: str) -> AsyncIterator[Worker]:
         factory = getattr(module, "bootstrap", None)
         if factory is None or inspect.ismodule(factory):
             factory = importlib.import_module(f"{package}.bootstrap").bootstrap
-        built = factory(bus=bus, db_url=db_url)
+        built = factory(bus=bus, db_url=db_url, **kwargs)
         worker: Worker = await built if inspect.isawaitable(built) else built
         await worker.start()
         try:
@@ -191,9 +191,37 @@ def _component(package: str, settings: Settings) -> None:
 
 
 @app.command()
-def discovery(url: UrlOption = None, db: DbOption = None) -> None:
+def discovery(
+    url: UrlOption = None,
+    db: DbOption = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            help="its own event queue, for a second replica that keeps a full registry "
+            "(default: govbus.discovery)"
+        ),
+    ] = None,
+) -> None:
     """The discovery worker alone (service registry), against a shared bus."""
-    _component("discovery_worker", _settings(url=url, db=db))
+    settings = _settings(url=url, db=db)
+    if queue is None:
+        _component("discovery_worker", settings)
+        return
+    from discovery_worker.config import DiscoveryConfig
+
+    async def run() -> None:
+        stop = _stop_on_signals()
+        url_ = settings.bus_url(embedded=False)
+        async with _worker(
+            "discovery_worker", url_, settings.db, config=DiscoveryConfig(queue=queue)
+        ):
+            typer.echo(f"govbus discovery: queue {queue}  bus {_redact(url_)}", err=True)
+            await stop.wait()
+
+    try:
+        asyncio.run(run())
+    except BusError as exc:
+        raise fail(str(exc)) from None
 
 
 @app.command()
