@@ -405,3 +405,61 @@ async def test_protection_through_the_worker_on_a_virtual_clock(memory_url, tmp_
         assert len(h.worker.registry.instances) == 4
         await clock.advance(1)
         await eventually(lambda: len(h.worker.registry.instances) == 2)
+
+
+def vm(resource_id: str, host: str, version: int) -> Any:
+    from schemas import RESOURCE_ADAPTER
+
+    return RESOURCE_ADAPTER.validate_python(
+        {
+            "kind": "vm",
+            "id": resource_id,
+            "name": f"vm-{resource_id[:8]}",
+            "vcpus": 1,
+            "memory_mb": 512,
+            "image": "debian-12",
+            "status": "active",
+            "observed_status": "active",
+            "host": host,
+            "version": version,
+            "created_at": T0,
+            "updated_at": T0,
+        }
+    )
+
+
+async def test_least_loaded_counts_resources_learnt_from_resource_events(
+    broker_url, tmp_path, unique
+):
+    from schemas import ResourceCreated, ResourceDeleted, ResourceUpdated
+
+    async with harness(broker_url, unique, f"sqlite+aiosqlite:///{tmp_path}/d.db") as h:
+        for name in ("a", "b"):
+            await h.publish(reg(unique, name))
+        await eventually(lambda: len(h.worker.registry.by_service.get(unique, {})) == 2)
+
+        async def least() -> str:
+            picked = await h.call("pick", service=unique, strategy="least_loaded")
+            return picked["instance"]["instance_id"].removeprefix(unique + "-")
+
+        assert await least() == "a"  # a tie: by id
+        r1, r2 = str(uuid.uuid4()), str(uuid.uuid4())
+        await h.publish(ResourceCreated(resource=vm(r1, f"{unique}-a", 1), version=1))
+        await eventually(lambda: h.worker.registry.placed.get(f"{unique}-a") == 1)
+        assert await least() == "b"
+        await h.publish(ResourceCreated(resource=vm(r2, f"{unique}-b", 1), version=1))
+        await h.publish(ResourceUpdated(resource=vm(r1, f"{unique}-b", 2), version=2))
+        await eventually(lambda: h.worker.registry.placed.get(f"{unique}-b") == 2)
+        assert await least() == "a"
+        # A stale duplicate changes nothing; a deletion frees the host.
+        await h.publish(ResourceCreated(resource=vm(r1, f"{unique}-a", 1), version=1))
+        await h.publish(ResourceDeleted(resource=vm(r2, f"{unique}-b", 2), version=2))
+        await eventually(lambda: h.worker.registry.placed.get(f"{unique}-b") == 1)
+        assert h.worker.registry.placed.get(f"{unique}-a", 0) == 0
+        # Placements survive a restart.
+        await h.stop_worker()
+        await h.start_worker()
+        assert h.worker.registry.placed.get(f"{unique}-b") == 1
+        await h.publish(Heartbeat(service=unique, instance_id=f"{unique}-a", load=0.9))
+        await eventually(lambda: h.worker.registry.instances[f"{unique}-a"].load == 0.9)
+        assert await least() == "b"  # load first, then resources
