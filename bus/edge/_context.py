@@ -49,8 +49,13 @@ class Edge:
     limits: Limits
     metrics: EdgeMetrics
     owns_bus: bool = False
-    streams: int = 0
-    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    # The inbox of every open event stream; `None` in one ends it (shutdown).
+    inboxes: set[asyncio.Queue[bytes | None]] = field(default_factory=set)
+    closing: bool = False
+
+    @property
+    def streams(self) -> int:
+        return len(self.inboxes)
 
 
 def edge() -> Edge:

@@ -36,7 +36,7 @@ BACKLOG = 1000
 async def events() -> Response:
     patterns = [_routing_pattern(p) for p in query(EventsQuery).types.split(",")]
     state = edge()
-    if state.streams >= state.limits.max_streams:
+    if state.closing or state.streams >= state.limits.max_streams:
         raise Problem(
             503, "too many event streams are open", slug="busy", headers={"Retry-After": "5"}
         )
@@ -48,7 +48,7 @@ async def events() -> Response:
         auto_delete=True,
         arguments={"x-max-length": BACKLOG, "x-overflow": "drop-head"},
     )
-    inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=BACKLOG)
+    inbox: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=BACKLOG + 1)
     loop = asyncio.get_running_loop()
     settling: set[asyncio.Task[None]] = set()
 
@@ -56,14 +56,8 @@ async def events() -> Response:
         task = loop.create_task(_settle(delivery))
         settling.add(task)
         task.add_done_callback(settling.discard)
-        try:
-            meta = event_meta(delivery)
-            data: Any = orjson.loads(delivery.message.body)
-        except (ValueError, orjson.JSONDecodeError):
-            return
-        line = orjson.dumps(structured(meta, data))
-        frame = b"id: %s\nevent: %s\ndata: %s\n\n" % (meta.id.encode(), meta.type.encode(), line)
-        with contextlib.suppress(asyncio.QueueFull):
+        frame = _frame(delivery)
+        if frame is not None and inbox.qsize() < BACKLOG:  # a slow client loses events
             inbox.put_nowait(frame)
 
     try:
@@ -75,19 +69,24 @@ async def events() -> Response:
         with contextlib.suppress(BusError):
             await transport.delete_queue(spec.name)
         raise
-    state.streams += 1
+    state.inboxes.add(inbox)
     keepalive = state.limits.keepalive_s
 
     async def frames() -> AsyncIterator[bytes]:
         try:
             yield b": streaming " + ",".join(patterns).encode() + b"\n\n"
-            while not state.closing.is_set():
+            while True:
                 try:
-                    yield await asyncio.wait_for(_next(inbox, state.closing), keepalive)
+                    frame = await asyncio.wait_for(inbox.get(), keepalive)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
+                    continue
+                if frame is None:
+                    yield b": the server is shutting down\n\n"
+                    return
+                yield frame
         finally:
-            state.streams -= 1
+            state.inboxes.discard(inbox)
             with contextlib.suppress(BusError):
                 await subscription.close()
                 await transport.delete_queue(spec.name)
@@ -101,6 +100,17 @@ async def events() -> Response:
     return response
 
 
+def _frame(delivery: Delivery) -> bytes | None:
+    """One server-sent event: the CloudEvent in structured JSON (None if undecodable)."""
+    try:
+        meta = event_meta(delivery)
+        data: Any = orjson.loads(delivery.message.body)
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    line = orjson.dumps(structured(meta, data))
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (meta.id.encode(), meta.type.encode(), line)
+
+
 def _routing_pattern(pattern: str) -> str:
     """`registry.*` means every registry event, as SPEC writes it: a trailing `*` matches the
     rest of the type (AMQP's `#`, which a URL can only carry as `%23`)."""
@@ -109,25 +119,12 @@ def _routing_pattern(pattern: str) -> str:
     return pattern
 
 
-async def _next(inbox: asyncio.Queue[bytes], closing: asyncio.Event) -> bytes:
-    """The next frame, or a goodbye comment once the edge is shutting down."""
-    getting = asyncio.ensure_future(inbox.get())
-    closed = asyncio.ensure_future(closing.wait())
-    try:
-        await asyncio.wait((getting, closed), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        closed.cancel()
-        if not getting.done():
-            getting.cancel()
-    if getting.done() and not getting.cancelled():
-        return getting.result()
-    return b": the server is shutting down\n\n"
-
-
 def close_streams(app: Quart) -> None:
     """End every open event stream (before a graceful shutdown, so none holds it up)."""
     state: Edge = app.extensions["govbus"]
-    state.closing.set()
+    state.closing = True
+    for inbox in state.inboxes:
+        inbox.put_nowait(None)
 
 
 async def _settle(delivery: Delivery) -> None:
