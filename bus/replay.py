@@ -538,7 +538,7 @@ class Workers:
         return f"sqlite+aiosqlite:///{Path(self._tmp.name) / name}.db"
 
     def is_command(self, event: LogEvent) -> bool:
-        return event.source == MANAGER_SOURCE and event.type in COMMAND_TYPES
+        return _is_command(event)
 
     async def execute(self, event: LogEvent) -> None:
         """Make again the request that caused a recorded command event."""
@@ -754,7 +754,7 @@ async def replay_log(
         if verifier is not None:
             verifier.workers = workers
             replay.on_produced = verifier.regenerated
-        for event in events:
+        for event in commands_in_time(events):
             count += 1
             await replay.feed(event)
             if verifier is not None:
@@ -769,3 +769,46 @@ async def replay_log(
         if progress is not None:
             progress(count)
         return Outcome(state, differences, list(workers.command_errors), replay.stats, count)
+
+
+def commands_in_time(
+    events: Iterable[LogEvent], *, window_s: float = 5.0, limit: int = 100_000
+) -> Iterator[LogEvent]:
+    """The log's events, with each recorded command event moved back to its own time.
+
+    A command's events (`resource.created`, …) reach the log through the manager's outbox
+    relay, after commit: events published a little later by others can be recorded first.
+    The command ran at its event's `time`, so replay runs it there: before the first event of
+    the last `window_s` seconds (at most `limit` events held) whose time is later. Every other
+    event keeps the order it crossed the bus in, which is the order the workers consumed it.
+    """
+    held: list[LogEvent] = []
+    for event in events:
+        if _is_command(event):
+            # Before the first held event that moves the clock past it (skipped worker events
+            # do not move the clock; their times are their causes', out of arrival order).
+            at = next(
+                (
+                    i
+                    for i, e in enumerate(held)
+                    if e.time > event.time and (e.source not in WORKER_SOURCES or _is_command(e))
+                ),
+                len(held),
+            )
+            held.insert(at, event)
+        else:
+            held.append(event)
+        horizon = event.time.timestamp() - window_s
+        released = 0
+        while released < len(held) and (
+            len(held) - released > limit or held[released].time.timestamp() < horizon
+        ):
+            released += 1
+        if released:
+            yield from held[:released]
+            del held[:released]
+    yield from held
+
+
+def _is_command(event: LogEvent) -> bool:
+    return event.source == MANAGER_SOURCE and event.type in COMMAND_TYPES

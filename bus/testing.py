@@ -39,7 +39,7 @@ from bus.client import Bus
 from bus.clock import VirtualClock
 from bus.consumer import Handler
 from bus.eventlog import LogEvent, read_log
-from bus.replay import Replay, Workers
+from bus.replay import Replay, Workers, commands_in_time
 from bus.transport.memory import topic_matches
 
 __all__ = ["LogReplay", "replay"]
@@ -77,7 +77,7 @@ class LogReplay:
         `until`, if later), firing the timers due on the way. Returns how many events were read."""
         events = read_log(log) if isinstance(log, str | Path) else log
         count = 0
-        for event in events:
+        for event in commands_in_time(events):
             count += 1
             await self.engine.feed(event)
         final = self.engine.last_time

@@ -74,9 +74,11 @@ async def record_events(
     count: int = 0,
     stop: asyncio.Event | None = None,
     started: Callable[[], None] | None = None,
+    handle_signals: bool = True,
 ) -> int:
     """Write every event matching `pattern` to `file`, one flushed line each, until `stop` is
-    set, `count` events were written, or SIGTERM/SIGINT; returns how many were written.
+    set, `count` events were written, or SIGTERM/SIGINT (with `handle_signals`); returns how
+    many were written.
 
     Live (default): an exclusive queue bound to `govbus.events` with `pattern`. `from_start`:
     the `govbus.log` stream from offset `first` (prefetch and manual acks, as streams need).
@@ -98,7 +100,7 @@ async def record_events(
         if count and writer.written >= count:
             done.set()
 
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
     for sig in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, done.set)
