@@ -92,6 +92,16 @@ def _message(delivered: aiormq.abc.DeliveredMessage) -> Message:
     )
 
 
+def _dropped(exc: asyncio.CancelledError) -> bool:
+    """True when aiormq cancelled our operation because the connection died (it passes its
+    reader task's cancellation on to every pending future), False when the caller's own task
+    is being cancelled. The first is a `ConnectionLost`: let it through as a cancellation and
+    the caller's task ends as if cancelled (a publisher stops publishing, a consumer stops
+    consuming while the broker still counts it)."""
+    task = asyncio.current_task()
+    return task is None or not task.cancelling()
+
+
 class _AmqpDelivery(Delivery):
     __slots__ = ("_channel", "_tag")
 
@@ -122,6 +132,10 @@ class _AmqpDelivery(Delivery):
         ) as exc:
             # The channel is gone: the broker gives the message back, and inboxes absorb it.
             raise ConnectionLost(f"ack failed, the message will be redelivered: {exc}") from exc
+        except asyncio.CancelledError as exc:
+            if not _dropped(exc):
+                raise
+            raise ConnectionLost("ack failed, the message will be redelivered") from exc
 
     async def nack(self, *, requeue: bool) -> None:
         try:
@@ -132,6 +146,10 @@ class _AmqpDelivery(Delivery):
             ConnectionError,
         ) as exc:
             raise ConnectionLost(f"nack failed, the message will be redelivered: {exc}") from exc
+        except asyncio.CancelledError as exc:
+            if not _dropped(exc):
+                raise
+            raise ConnectionLost("nack failed, the message will be redelivered") from exc
 
 
 @dataclass(eq=False)
@@ -327,6 +345,10 @@ class AmqpTransport(Transport):
             raise ConnectionLost(
                 f"{what}: the connection dropped ({exc or type(exc).__name__})"
             ) from exc
+        except asyncio.CancelledError as exc:
+            if not _dropped(exc):
+                raise
+            raise ConnectionLost(f"{what}: the connection dropped") from exc
 
     async def _reopen_channels(self) -> None:
         """A channel error closes the channel: open fresh ones so publishing goes on."""
