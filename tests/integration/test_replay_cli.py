@@ -1,0 +1,81 @@
+"""`govbus replay` as users run it: byte-identical JSON on stdout, errors by line, --verify."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from pathlib import Path
+
+import orjson
+
+from bus.eventlog import LogEvent, read_log, write_log
+
+LOGS = Path(__file__).parent.parent / "logs"
+
+
+async def govbus(*args: str) -> tuple[int, bytes, str]:
+    exe = shutil.which("govbus", path=str(Path(sys.executable).parent)) or "govbus"
+    proc = await asyncio.create_subprocess_exec(
+        exe, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out, err.decode()
+
+
+async def test_replay_prints_the_final_state_the_same_every_time():
+    runs = [await govbus("replay", str(LOGS / "resources.jsonl")) for _ in range(2)]
+    (code, out, err), (code2, out2, _) = runs
+    assert (code, code2) == (0, 0), err
+    assert out == out2
+    state = orjson.loads(out)
+    assert list(state) == ["at", "index", "instances", "resources"]  # keys sorted
+    assert state["at"] == "2026-01-01T12:00:19.010000Z"
+    assert [r["name"] for r in state["resources"]] == ["net-1", "vm-1", "vol-1"]
+    assert out == orjson.dumps(state, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+async def test_a_malformed_line_is_a_one_line_error_with_its_number(tmp_path):
+    text = (LOGS / "drain.jsonl").read_bytes().splitlines(keepends=True)
+    text[4] = b'{"specversion": "1.0", "id": "x", "type": "registry.heartbeat"}\n'
+    (tmp_path / "bad.jsonl").write_bytes(b"".join(text))
+    code, out, err = await govbus("replay", str(tmp_path / "bad.jsonl"))
+    assert code == 1
+    assert out == b""
+    where = tmp_path / "bad.jsonl"
+    assert err.strip().splitlines() == [
+        f"govbus: error: malformed log: {where}:5: 'time' must be a non-empty string"
+    ]
+    code, _, err = await govbus("replay", str(tmp_path / "missing.jsonl"))
+    assert code == 2 and "no such log file" in err
+
+
+async def test_verify_exits_non_zero_and_lists_what_differs(tmp_path):
+    events = list(read_log(LOGS / "expiry.jsonl"))
+    wrong = LogEvent(
+        "f" * 8 + "-0000-5000-8000-" + "0" * 12,
+        "registry.instance.expired",
+        "govbus/discovery",
+        events[-1].time,
+        {"service": "web", "instance_id": "web-1"},
+    )
+    write_log(tmp_path / "wrong.jsonl", [*events, wrong])
+    code, out, err = await govbus("replay", "--verify", str(tmp_path / "wrong.jsonl"))
+    assert code == 1
+    assert orjson.loads(out)["instances"]  # the state is printed all the same
+    problems = [line for line in err.splitlines() if line.startswith("verify: ")]
+    kinds = sorted(line.split()[1] for line in problems[:-1])
+    assert kinds == [
+        "extra",
+        "extra",
+        "extra",
+        "extra",
+        "extra",
+        "extra",
+        "extra",
+        "extra",
+        "missing",
+    ]
+    assert "missing registry.instance.expired ffffffff-0000-5000-8000-000000000000" in err
+    assert problems[-1].endswith("9 difference(s)")
