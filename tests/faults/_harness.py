@@ -68,8 +68,19 @@ class Ledger:
         """Confirmed, yet neither delivered nor applied nor dead-lettered on purpose."""
         return self.confirmed - self.received_unique - self.effect_ids
 
-    def recovered_after(self, moment: float) -> float:
-        """Seconds from `moment` until events were both confirmed and delivered again."""
+    async def recovered_after(self, moment: float, timeout: float = 30) -> float:
+        """Wait until events are both confirmed and delivered again after `moment`; record
+        and return how long that took from `moment`."""
+        from tests._wait import eventually
+
+        await eventually(
+            lambda: (
+                any(t > moment for t in self.delivered_at)
+                and any(t > moment for t in self.confirmed_at)
+            ),
+            timeout=timeout,
+            what=f"{self.name}: flow after the fault",
+        )
         confirm = next((t for t in self.confirmed_at if t > moment), None)
         deliver = next((t for t in self.delivered_at if t > moment), None)
         if confirm is None or deliver is None:
@@ -168,7 +179,9 @@ class Load:
 
     async def stop(self) -> None:
         self._stop.set()
-        await asyncio.wait_for(asyncio.gather(*self._tasks), 60)
+        tasks, self._tasks = self._tasks, []
+        if tasks:
+            await asyncio.wait_for(asyncio.gather(*tasks), 60)
 
     async def publish(self, seq: int, *, poison: bool = False) -> None:
         eid = event_id(self.prefix, seq)

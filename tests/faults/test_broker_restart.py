@@ -66,7 +66,7 @@ async def test_broker_restart_under_load_loses_nothing_and_applies_nothing_twice
             timeout=30,
             what="flow after the restart",
         )
-        ledger.recovered_after(back_at)
+        await ledger.recovered_after(back_at)
         await asyncio.sleep(0.5)  # a little more load after recovery
         await load.stop()
 
