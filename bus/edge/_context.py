@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, get_origin
 
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -160,9 +160,14 @@ def json_response(
     return Response(body, status=status, headers=dict(headers or {}), content_type=JSON)
 
 
-async def json_body(adapter: TypeAdapter[T] | type[T]) -> T:
-    """The request body validated: 415 if it is not JSON, 400 if malformed, 422 naming fields."""
+async def json_body(adapter: TypeAdapter[T] | type[T], *, optional: bool = False) -> T:
+    """The request body validated: 415 if it is not JSON, 400 if malformed, 422 naming fields.
+
+    With `optional`, an empty body without a content type counts as `{}`.
+    """
     mimetype = request.mimetype
+    if optional and not mimetype and not await request.get_data(as_text=False):
+        return _validate(adapter, {})
     if mimetype != JSON and not (
         mimetype.startswith("application/") and mimetype.endswith("+json")
     ):
@@ -179,6 +184,10 @@ async def json_body(adapter: TypeAdapter[T] | type[T]) -> T:
             slug="invalid",
             errors=[{"field": "body", "message": "must be an object"}],
         )
+    return _validate(adapter, data)
+
+
+def _validate(adapter: TypeAdapter[T] | type[T], data: dict[str, Any]) -> T:
     try:
         if isinstance(adapter, TypeAdapter):
             return adapter.validate_python(data)
@@ -193,7 +202,7 @@ def query(model: type[M], extra: Mapping[str, Any] | None = None) -> M:
     for key in request.args:
         values = request.args.getlist(key)
         field = model.model_fields.get(key)
-        wants_list = field is not None and "list" in str(field.annotation).lower()
+        wants_list = field is not None and get_origin(field.annotation) is list
         data[key] = values if wants_list else values[-1]
     data.update(extra or {})
     try:

@@ -101,7 +101,7 @@ async def _service_of(instance_id: str, given: str | None) -> str:
 @endpoint(WRITE)
 async def heartbeat(instance_id: str) -> Response:
     instance_id = path_param(INSTANCE_ID, "instance_id", instance_id)
-    body = await json_body(HeartbeatBody)
+    body = await json_body(HeartbeatBody, optional=True)
     service_name = await _service_of(instance_id, body.service)
     event = Heartbeat(
         service=service_name,

@@ -1,6 +1,6 @@
 """Fuzz the edge from its own OpenAPI (schemathesis) against `govbus up`: no 5xx, ever.
 
-Bounded: at most 40 examples per operation, against one `govbus up` process for the module.
+Bounded: at most 30 examples per operation, against one `govbus up` process for the module.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def test_no_server_errors(edge_url):
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=40,
+            max_examples=30,
             deadline=None,
             database=None,
             phases=[Phase.explicit, Phase.generate],

@@ -93,6 +93,8 @@ async def test_register_pick_heartbeat_drain_deregister(stack):
     )
     assert r.status_code == 202 and (await r.get_json())["type"] == "registry.heartbeat"
 
+    r = await c.put("/v1/instances/web-2/heartbeat", headers=h)  # no body at all: passing
+    assert r.status_code == 202
     r = await c.put("/v1/instances/web-2/drain", headers=h)
     assert r.status_code == 202
 
