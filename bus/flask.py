@@ -5,8 +5,9 @@
 >>> agent.call("manager.resources", {"limit": 10})          # a bus query, synchronously
 
 The bus lives on an asyncio loop in a daemon thread of its own; Flask's threads hand work to
-it and wait for the answer. Heartbeats go out every third of the TTL; at interpreter exit (or
-`close()`) the instance deregisters and the connection closes.
+it and wait for the answer. The instance is kept registered by a `bus.agent.ServiceAgent`
+(heartbeats every third of the TTL, registering again if the registry forgot it); at
+interpreter exit (or `close()`) it drains, deregisters, and the connection closes.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from bus.agent import Check, ServiceAgent
 from bus.client import Bus
 from bus.errors import BusError
 from bus.settings import load_settings
-from schemas.registry import Deregister, Heartbeat, Register
+from schemas.registry import Register
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,6 +51,7 @@ class GovbusFlask:
         meta: Mapping[str, str] | None = None,
         ttl_s: float = 30.0,
         timeout_s: float = 5.0,
+        check: Check | None = None,
     ) -> None:
         self.url = url or load_settings().bus_url(embedded=False)
         address = address or socket.gethostname()
@@ -62,11 +65,11 @@ class GovbusFlask:
             ttl_s=ttl_s,
         )
         self.timeout_s = timeout_s
-        self.heartbeats = 0
+        self.check = check
+        self.agent: ServiceAgent | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="govbus", daemon=True)
         self._bus: Bus | None = None
-        self._beating: asyncio.Task[None] | None = None
         self._closed = False
         if app is not None:
             self.init_app(app)
@@ -85,19 +88,12 @@ class GovbusFlask:
     async def _start(self) -> None:
         self._bus = Bus(self.url, source=f"govbus/flask/{self.registration.service}")
         await self._bus.start()
-        await self._bus.publish(self.registration)
-        self._beating = asyncio.get_running_loop().create_task(self._heartbeat_forever())
+        self.agent = ServiceAgent(self._bus, self.registration, check=self.check)
+        await self.agent.start()
 
-    async def _heartbeat_forever(self) -> None:
-        assert self._bus is not None
-        beat = Heartbeat(service=self.registration.service, instance_id=self.instance_id)
-        while True:
-            await asyncio.sleep(self.registration.ttl_s / 3)
-            try:
-                await self._bus.publish(beat)
-                self.heartbeats += 1
-            except BusError as exc:
-                log.warning("heartbeat of %s failed: %s", self.instance_id, exc)
+    @property
+    def heartbeats(self) -> int:
+        return self.agent.heartbeats if self.agent is not None else 0
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -142,13 +138,10 @@ class GovbusFlask:
                 self._loop.close()
 
     async def _stop(self) -> None:
-        if self._beating is not None:
-            self._beating.cancel()
         if self._bus is None:
             return
         try:
-            await self._bus.publish(
-                Deregister(service=self.registration.service, instance_id=self.instance_id)
-            )
+            if self.agent is not None:
+                await self.agent.stop()
         finally:
             await self._bus.close()

@@ -16,7 +16,7 @@ from bus.errors import Invalid, NotFound
 from bus.flask import GovbusFlask
 
 
-def create_app(url: str | None = None, port: int | None = None) -> Flask:
+def create_app(url: str | None = None, port: int | None = None, ttl_s: float = 30.0) -> Flask:
     app = Flask(__name__)
     agent = GovbusFlask(
         app,
@@ -24,6 +24,7 @@ def create_app(url: str | None = None, port: int | None = None) -> Flask:
         port=port or int(os.environ.get("PORT", "5000")),
         address="127.0.0.1",
         url=url,
+        ttl_s=ttl_s,
     )
 
     @app.get("/hello")

@@ -30,7 +30,7 @@ async def test_flask_app_registers_heartbeats_queries_and_deregisters(vhost_url,
             headers=h,
             json={"kind": "network", "name": "net-a", "cidr": "10.9.0.0/16"},
         )
-        flask_app = await asyncio.to_thread(create_app, vhost_url, 5001)
+        flask_app = await asyncio.to_thread(create_app, vhost_url, 5001, 0.9)
         agent = flask_app.extensions["govbus"]
         web = flask_app.test_client()
         try:
@@ -49,6 +49,13 @@ async def test_flask_app_registers_heartbeats_queries_and_deregisters(vhost_url,
                 await asyncio.sleep(0.01)
             instance = (await r.get_json())["instances"][0]
             assert instance["instance_id"] == agent.instance_id and instance["port"] == 5001
+            for _ in range(300):  # heartbeats every ttl/3 keep it passing
+                if agent.heartbeats >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            assert agent.heartbeats >= 3
+            r = await c.get("/v1/services/hello", headers=h)
+            assert (await r.get_json())["instances"][0]["status"] == "passing"
         finally:
             await asyncio.to_thread(agent.close)
         for _ in range(500):
