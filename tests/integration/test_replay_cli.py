@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -79,3 +80,31 @@ async def test_verify_exits_non_zero_and_lists_what_differs(tmp_path):
     ]
     assert "missing registry.instance.expired ffffffff-0000-5000-8000-000000000000" in err
     assert problems[-1].endswith("9 difference(s)")
+
+
+def test_a_long_log_shows_progress_on_stderr_only(tmp_path):
+    """Logs of a megabyte or more get a progress bar; stdout stays the JSON state alone."""
+    from typer.testing import CliRunner
+
+    from bus.cli import _register, app
+
+    _register()
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    register = {"service": "web", "instance_id": "web-1", "address": "10.0.0.1", "port": 80}
+    events = [LogEvent("reg", "registry.register", "web", start, register)]
+    for i in range(5_000):
+        data = {"service": "web", "instance_id": "web-1", "note": "x" * 100}
+        events.append(
+            LogEvent(
+                f"hb-{i}", "registry.heartbeat", "web", start + timedelta(seconds=i / 100), data
+            )
+        )
+    write_log(tmp_path / "long.jsonl", events)
+    assert (tmp_path / "long.jsonl").stat().st_size > 1 << 20
+    result = CliRunner().invoke(app, ["replay", str(tmp_path / "long.jsonl")])
+    assert result.exit_code == 0, result.stderr
+    state = orjson.loads(result.stdout)
+    assert (
+        state["index"] > 0
+        and state["instances"][0]["last_heartbeat"] == "2026-01-01T00:00:49.990000Z"
+    )

@@ -7,6 +7,7 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -21,7 +22,7 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def by_id(state: dict) -> dict[str, dict]:
+def by_id(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {i["instance_id"]: i for i in state["instances"]}
 
 
@@ -110,7 +111,7 @@ async def test_resource_commands_are_rerun_and_a_silent_host_makes_them_unreacha
 # -- determinism ------------------------------------------------------------------------------
 
 
-def dumps(state: dict) -> bytes:
+def dumps(state: dict[str, Any]) -> bytes:
     return orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
 
 
@@ -251,3 +252,17 @@ async def test_verify_lists_changed_missing_and_extra_events(tmp_path):
     ]
     changed = next(d for d in outcome.differences if d.kind == "changed")
     assert "data.reason: recorded 'reported', regenerated 'heartbeat_missed'" in changed.detail
+
+
+async def test_an_invalid_event_is_dead_lettered_with_its_reason_and_replay_goes_on(replay):
+    events = list(read_log(LOGS / "drain.jsonl"))
+    bad = events[0]._replace(id="bad-port", data={**events[0].data, "port": 70_000})
+    await replay.start_workers()
+    await replay.run([*events[:3], bad, *events[3:]])
+    instances = by_id(await replay.state())
+    assert sorted(instances) == ["api-1", "api-2"]
+    assert instances["api-1"]["port"] == 9000
+    dlq = replay.engine.broker.queues["govbus.discovery.dlq"]
+    (dead,) = list(dlq.ready)
+    assert dead.message.message_id == "bad-port"
+    assert "port" in dead.message.headers["x-govbus-error"]
