@@ -84,9 +84,9 @@ async def run(
         results["replay"] = figures
 
     if "edge" in only:
-        requests = 1500 if quick else 6000
-        log(f"edge: {requests:,} GET /v1/services/<name> from a separate process")
-        figures = await edge.run_edge(url, requests, log)
+        seq, conc = (200, 1500) if quick else (1000, 6000)
+        log(f"edge: GET /v1/services/<name>, {seq:,} sequential and {conc:,} with 16 in flight")
+        figures = await edge.run_edge(url, seq, conc, log)
         log(f"  edge: {figures}")
         results["edge"] = {"govbus": figures}
     return results
