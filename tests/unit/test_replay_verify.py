@@ -11,7 +11,9 @@ from bus.replay import Verifier, commands_in_time
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def ev(i: str, at: float, *, source: str = "web", type_: str = "registry.heartbeat", data=None):
+def ev(
+    i: str, at: float, *, source: str = "web", type_: str = "registry.heartbeat", data=None
+) -> LogEvent:
     return LogEvent(i, type_, source, T0 + timedelta(seconds=at), data or {})
 
 
