@@ -6,7 +6,9 @@ before that transaction opens, so no database lock is ever held across it and a 
 writes nothing.
 
 Creating a VM is one transaction with two events: `resource.created` (version 1, `pending`,
-on its host) then `resource.status_changed` (version 2, `active`, reason `placed`). Volumes and
+on its host) then `resource.status_changed` (version 2, `active`, reason `placed`; or
+`unreachable`, reason `placed_on_critical_host`/`placed_on_gone_host`, when the registry said the
+host failed between the pick and the commit). Volumes and
 networks need no placement and are created `active` at version 1.
 """
 
@@ -94,8 +96,14 @@ async def create(request: CreateResourceRequest, *, ctx: Context) -> ResourceRep
     placed: StoredResource
     async with ctx.store.unit_of_work() as session:
         if isinstance(spec, VmSpec):
+            assert host is not None
             pending = Vm.model_validate({**fields, "status": "pending", "version": 1})
-            placed = pending.model_copy(update={"status": "active", "version": 2})
+            # The host may have failed since the pick; its row lock orders us with that event.
+            health = await inventory.hold_host(session, host)
+            down = health in ("critical", "gone")
+            placed = pending.model_copy(
+                update={"status": "unreachable" if down else "active", "version": 2}
+            )
             await inventory.add(session, placed)
             stage(
                 session, ResourceCreated(resource=pending, version=1), event_id=new_id(), time=now
@@ -103,7 +111,11 @@ async def create(request: CreateResourceRequest, *, ctx: Context) -> ResourceRep
             stage(
                 session,
                 ResourceStatusChanged(
-                    resource=placed, version=2, previous="pending", status="active", reason="placed"
+                    resource=placed,
+                    version=2,
+                    previous="pending",
+                    status=placed.status,
+                    reason=f"placed_on_{health}_host" if down else "placed",
                 ),
                 event_id=new_id(),
                 time=now,

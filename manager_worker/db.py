@@ -44,6 +44,20 @@ class ResourceRow(Base):
     )
 
 
+class HostRow(Base):
+    """The last health the registry announced for a host (`gone` once expired or deregistered).
+
+    Written by the reactions and read when a VM is placed, both after taking the row's lock,
+    so a placement and a host failure arriving together serialize on it.
+    """
+
+    __tablename__ = "manager_hosts"
+
+    instance_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 def _utc(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes even for timezone-aware columns; they were UTC.
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -8,13 +8,16 @@ changes nothing and returns False; the caller turns that into a `conflict` (or a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bus.errors import Conflict
-from manager_worker.db import ResourceRow, StoredResource, to_resource, to_values
+from manager_worker.db import HostRow, ResourceRow, StoredResource, to_resource, to_values
 
 
 async def by_name(session: AsyncSession, name: str) -> StoredResource | None:
@@ -57,6 +60,8 @@ async def on_host(
     session: AsyncSession, host: str, statuses: Sequence[str]
 ) -> list[StoredResource]:
     """Resources placed on `host` (VMs and the volumes attached to them) in `statuses`."""
+    if not statuses:
+        return []
     rows = await session.scalars(
         select(ResourceRow)
         .where(ResourceRow.host == host, ResourceRow.status.in_(statuses))
@@ -122,3 +127,24 @@ async def hold_vm(session: AsyncSession, name: str) -> StoredResource | None:
     if not getattr(result, "rowcount", 0):
         return None
     return await by_name(session, name)
+
+
+async def set_host(session: AsyncSession, host: str, status: str, at: datetime) -> None:
+    """Record the health of `host` (taking its row lock until the transaction ends)."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    values = {"instance_id": host, "status": status, "changed_at": at.astimezone(UTC)}
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(HostRow).values(**values)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[HostRow.instance_id],
+            set_={"status": status, "changed_at": values["changed_at"]},
+        )
+    )
+
+
+async def hold_host(session: AsyncSession, host: str) -> str | None:
+    """The recorded health of `host`, row-locked (None if the registry never spoke of it)."""
+    await session.execute(
+        update(HostRow).where(HostRow.instance_id == host).values(status=HostRow.status)
+    )
+    return await session.scalar(select(HostRow.status).where(HostRow.instance_id == host))

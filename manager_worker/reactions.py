@@ -6,13 +6,14 @@ cause's time, so replaying the same log regenerates exactly the same events.
 
 Host health: `critical`, `expired` and `deregistered` make the host's active resources
 `unreachable`; back to `passing`/`warning` (or registered again healthy) makes its unreachable
-resources `active`. `draining` changes nothing: what runs there keeps running.
+resources `active`. `draining` changes nothing: what runs there keeps running. The last health
+of every host is kept (`manager_hosts`) so a VM placed on a host that just failed starts
+`unreachable`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 from bus.errors import Retry
 from bus.message import EventMeta
@@ -39,66 +40,32 @@ log = logging.getLogger(__name__)
 ALL_STATUSES: tuple[ResourceStatus, ...] = ("pending", "active", "unreachable", "deleting", "error")
 LOST_FROM: tuple[ResourceStatus, ...] = ("active", "pending")
 HEALTHY = ("passing", "warning")
+GONE = "gone"
+"""The health recorded for a host that expired or was deregistered."""
+DOWN = ("critical", GONE)
 
 
 async def on_status_changed(event: InstanceStatusChanged, meta: EventMeta, *, ctx: Context) -> None:
-    if event.service != HOST_SERVICE:
-        return
-    if event.status == "critical":
-        await _set_status(
-            ctx,
-            meta,
-            event.instance_id,
-            from_statuses=LOST_FROM,
-            status="unreachable",
-            reason="host_critical",
-        )
-    elif event.status in HEALTHY:
-        await _set_status(
-            ctx,
-            meta,
-            event.instance_id,
-            from_statuses=("unreachable",),
-            status="active",
-            reason="host_recovered",
-        )
+    if event.service == HOST_SERVICE:
+        reason = "host_critical" if event.status == "critical" else "host_recovered"
+        await _host_health(ctx, meta, event.instance_id, event.status, reason)
 
 
 async def on_expired(event: InstanceExpired, meta: EventMeta, *, ctx: Context) -> None:
     if event.service == HOST_SERVICE:
-        await _set_status(
-            ctx,
-            meta,
-            event.instance_id,
-            from_statuses=LOST_FROM,
-            status="unreachable",
-            reason="host_expired",
-        )
+        await _host_health(ctx, meta, event.instance_id, GONE, "host_expired")
 
 
 async def on_deregistered(event: InstanceDeregistered, meta: EventMeta, *, ctx: Context) -> None:
     if event.service == HOST_SERVICE:
-        await _set_status(
-            ctx,
-            meta,
-            event.instance_id,
-            from_statuses=LOST_FROM,
-            status="unreachable",
-            reason="host_deregistered",
-        )
+        await _host_health(ctx, meta, event.instance_id, GONE, "host_deregistered")
 
 
 async def on_registered(event: InstanceRegistered, meta: EventMeta, *, ctx: Context) -> None:
     instance = event.instance
-    if instance.service == HOST_SERVICE and instance.status in HEALTHY:
-        await _set_status(
-            ctx,
-            meta,
-            instance.instance_id,
-            from_statuses=("unreachable",),
-            status="active",
-            reason="host_registered",
-        )
+    if instance.service == HOST_SERVICE:
+        reason = "host_critical" if instance.status == "critical" else "host_registered"
+        await _host_health(ctx, meta, instance.instance_id, instance.status, reason)
 
 
 async def on_observed(event: ResourceObserved, meta: EventMeta, *, ctx: Context) -> None:
@@ -140,19 +107,22 @@ async def on_observed(event: ResourceObserved, meta: EventMeta, *, ctx: Context)
     ctx.notify()
 
 
-async def _set_status(
-    ctx: Context,
-    meta: EventMeta,
-    host: str,
-    *,
-    from_statuses: Sequence[ResourceStatus],
-    status: ResourceStatus,
-    reason: str,
-) -> None:
-    """Move every resource on `host` in `from_statuses` to `status`, one event each."""
+async def _host_health(ctx: Context, meta: EventMeta, host: str, health: str, reason: str) -> None:
+    """Record the host's health and move its resources accordingly, one event each:
+    `critical`/`gone` make active ones `unreachable`, `passing`/`warning` make unreachable
+    ones `active`, `draining` changes none."""
+    if health in DOWN:
+        from_statuses, status = LOST_FROM, "unreachable"
+    elif health in HEALTHY:
+        from_statuses, status = ("unreachable",), "active"
+    else:
+        from_statuses, status = (), "active"
     async with ctx.store.unit_of_work() as session:
         if not await mark_processed(session, ctx.consumer, meta.id, ctx.clock.now()):
             return
+        # First, so a VM being placed on this host right now waits for this change (or this
+        # change sees the VM): see `commands.create`.
+        await inventory.set_host(session, host, health, meta.time)
         changed = 0
         for current in await inventory.on_host(session, host, from_statuses):
             moved = current.model_copy(

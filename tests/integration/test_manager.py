@@ -717,3 +717,39 @@ async def test_a_malformed_event_is_dead_lettered_and_the_worker_goes_on(
             at=T0,
         )
         assert (await h.resource("web-1"))["status"] == "unreachable"
+
+
+async def test_a_vm_placed_on_a_host_that_just_failed_starts_unreachable(
+    memory_url, db_url, unique
+):
+    async with harness(memory_url, db_url, unique) as h:
+        # Discovery's answer is older than the registry event the manager already handled.
+        h.hosts.append(host("h-1"))
+        await h.feed(
+            status_changed("h-1", "passing", "critical", "heartbeat_missed"),
+            event_id=str(uuid.uuid4()),
+            at=T0,
+        )
+        vm = await h.vm("web-1")
+        assert (vm["host"], vm["status"], vm["version"]) == ("h-1", "unreachable", 2)
+        await h.feed(
+            status_changed("h-1", "critical", "passing", "recovered"),
+            event_id=str(uuid.uuid4()),
+            at=T0 + timedelta(seconds=5),
+        )
+        assert (await h.resource("web-1"))["status"] == "active"
+        # Draining is recorded but moves nothing.
+        await h.feed(
+            status_changed("h-1", "passing", "draining", "drain_requested"),
+            event_id=str(uuid.uuid4()),
+            at=T0 + timedelta(seconds=6),
+        )
+        assert (await h.resource("web-1"))["version"] == 3
+        changes = [
+            (e.previous, e.status, e.reason)
+            for _, e in await h.wait_events(2, "resource.status_changed")
+        ]
+        assert changes == [
+            ("pending", "unreachable", "placed_on_critical_host"),
+            ("unreachable", "active", "host_recovered"),
+        ]
