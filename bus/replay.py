@@ -145,11 +145,13 @@ class Replay:
         skip_sources: Iterable[str] = WORKER_SOURCES,
         capture: bool = True,
         name: str | None = None,
+        settle_timeout_s: float = _MAX_WAIT_S,
     ) -> None:
         self.url = f"memory://{name or 'replay-' + uuid.uuid4().hex}"
         self.clock = VirtualClock(start)
         self.skip_sources = frozenset(skip_sources)
         self.capture = capture
+        self.settle_timeout_s = settle_timeout_s
         self.stats = ReplayStats()
         self.produced: list[LogEvent] = []
         """Events the participants published, in order (when `capture`)."""
@@ -411,7 +413,7 @@ class Replay:
             return  # the common case: the step finished without leaving anything behind
         spins = 0
         idle_in_a_row = 0
-        deadline: float | None = None
+        deadline = loop.time() + self.settle_timeout_s
         while True:
             if self.idle() and (ready is None or not ready):
                 idle_in_a_row += 1
@@ -435,16 +437,12 @@ class Replay:
                 await asyncio.sleep(0.001)  # e.g. a retry's backoff: nothing to do but wait
             else:
                 await asyncio.sleep(0)
-            if spins % 1000 == 0:
-                now = loop.time()
-                if deadline is None:
-                    deadline = now + _MAX_WAIT_S
-                elif now > deadline:
-                    raise ReplayError(
-                        f"the bus did not settle within {_MAX_WAIT_S:g} s at "
-                        f"{self.clock.now().isoformat()}: a handler or timer never finishes "
-                        f"({self._busy(ready)})"
-                    )
+            if loop.time() > deadline:
+                raise ReplayError(
+                    f"the bus did not settle within {self.settle_timeout_s:g} s at "
+                    f"{self.clock.now().isoformat()}: a handler or timer never finishes "
+                    f"({self._busy(ready)})"
+                )
         await self._collect()
 
     def _on_tap(self, delivery: Delivery) -> None:

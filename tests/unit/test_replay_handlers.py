@@ -6,9 +6,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from bus.eventlog import LogEvent, read_log
 from bus.message import EventMeta
-from bus.replay import Replay
+from bus.replay import Replay, ReplayError
 from schemas import Heartbeat, InstanceExpired, Register
 
 LOGS = Path(__file__).parent.parent / "logs"
@@ -127,3 +129,23 @@ async def test_the_same_handlers_and_log_give_the_same_events_twice():
 def register(at: float, name: str, *, ttl: float) -> LogEvent:
     data = {"service": "web", "instance_id": name, "address": "10.0.0.1", "port": 80, "ttl_s": ttl}
     return LogEvent(f"reg-{name}", Register.TYPE, "web", T0 + timedelta(seconds=at), data)
+
+
+async def test_a_step_that_never_settles_is_an_error_saying_what_is_busy():
+    async def spin() -> None:
+        while True:
+            await asyncio.sleep(0)  # never done: the bus can never be quiescent
+
+    spinners: list[asyncio.Task[None]] = []
+
+    async def on_register(event: Register, meta: EventMeta) -> None:
+        spinners.append(asyncio.get_running_loop().create_task(spin()))
+
+    async with Replay(settle_timeout_s=0.2) as engine:
+        await engine.subscribe({Register.TYPE: on_register})
+        with pytest.raises(ReplayError) as caught:
+            await engine.feed(register(0, "a", ttl=1))
+        for task in spinners:
+            task.cancel()
+    assert "did not settle within 0.2 s at 2026-01-01T12:00:00+00:00" in str(caught.value)
+    assert "ready callbacks" in str(caught.value)
