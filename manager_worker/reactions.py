@@ -21,14 +21,13 @@ from bus.store import mark_processed
 from manager_worker import inventory
 from manager_worker.config import HOST_SERVICE
 from manager_worker.context import Context
+from manager_worker.drift import compare
 from manager_worker.outbox import derived_id, stage
 from schemas import (
-    DriftMismatch,
     InstanceDeregistered,
     InstanceExpired,
     InstanceRegistered,
     InstanceStatusChanged,
-    ObservedResource,
     ResourceDrift,
     ResourceObserved,
     ResourceStatus,
@@ -73,31 +72,10 @@ async def on_observed(event: ResourceObserved, meta: EventMeta, *, ctx: Context)
     async with ctx.store.unit_of_work() as session:
         if not await mark_processed(session, ctx.consumer, meta.id, ctx.clock.now()):
             return
-        desired = {
-            (r.kind, r.name): r for r in await inventory.on_host(session, event.host, ALL_STATUSES)
-        }
-        observed = {(o.kind, o.name): o for o in event.resources}
-        missing = [
-            ObservedResource(kind=r.kind, name=r.name, status=r.status)
-            for key, r in sorted(desired.items())
-            if key not in observed
-        ]
-        unexpected = [o for key, o in sorted(observed.items()) if key not in desired]
-        mismatched = [
-            DriftMismatch(
-                kind=o.kind,
-                name=o.name,
-                desired_status=desired[key].status,
-                observed_status=o.status,
-            )
-            for key, o in sorted(observed.items())
-            if key in desired and desired[key].status != o.status
-        ]
-        if not (missing or unexpected or mismatched):
+        desired = await inventory.on_host(session, event.host, ALL_STATUSES)
+        drift = compare(event.host, desired, event.resources)
+        if drift is None:
             return
-        drift = ResourceDrift(
-            host=event.host, missing=missing, unexpected=unexpected, mismatched=mismatched
-        )
         stage(
             session,
             drift,
