@@ -9,7 +9,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    TypeAdapter,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
 from schemas._types import (
@@ -53,7 +61,25 @@ def _patterns(value: str) -> str:
     return ",".join(parts)
 
 
-Pairs = Annotated[list[str], Field(max_length=64), AfterValidator(_pairs)]
+Pairs = Annotated[
+    list[str],
+    Field(max_length=64),
+    AfterValidator(_pairs),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "maxItems": 64,
+            "items": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}=[\\x20-\\x7e]{0,512}$"},
+        }
+    ),
+]
+"""Repeated `KEY=VALUE` query parameters (documented as printable ASCII values)."""
+
+QueryTag = Annotated[
+    Tag,
+    WithJsonSchema({"type": "string", "pattern": "^[\\x20-\\x2b\\x2d-\\x7e]{1,64}$"}),
+]
+"""A tag filter (documented as printable ASCII without commas; any printable text is taken)."""
 
 
 class _Strict(BaseModel):
@@ -83,13 +109,13 @@ class InstanceAction(_Strict):
 
 class ServiceQuery(_Strict):
     passing: bool = False
-    tag: Tag | None = None
+    tag: QueryTag | None = None
     meta: Pairs = []
 
 
 class PickQuery(_Strict):
     strategy: Strategy = "round_robin"
-    tag: Tag | None = None
+    tag: QueryTag | None = None
 
 
 class ResourcesQuery(_Strict):
