@@ -96,11 +96,13 @@ async def test_record_from_start_reads_the_log_stream(vhost_url, tmp_path):
     assert ids == ["db-0", "db-1", "db-2"]
 
 
-async def test_from_start_needs_rabbitmq(tmp_path):
-    proc = await asyncio.create_subprocess_exec(
-        exe(), "record", "--out", str(tmp_path / "x.jsonl"), "--url", "memory://", "--from-start",
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 2
-    assert b"--from-start reads the RabbitMQ stream govbus.log" in err
+def test_from_start_needs_rabbitmq(tmp_path):
+    from typer.testing import CliRunner
+
+    from bus.cli import _register, app
+
+    _register()
+    args = ["record", "--out", str(tmp_path / "x.jsonl"), "--url", "memory://", "--from-start"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "--from-start reads the RabbitMQ stream govbus.log" in result.stderr
