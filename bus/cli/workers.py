@@ -138,6 +138,10 @@ async def _up(settings: Settings, token: str | None) -> None:
         )
         if token is not None:
             typer.echo(f"admin token (also in ./{TOKEN_FILE}, valid 30 days):\n{token}")
+        elif settings.auth == "required":
+            typer.echo("tokens: RS256 (GOVBUS_AUTH_PUBLIC_KEY): govbus token --private-key KEY.pem")
+        else:
+            typer.echo("auth is disabled (GOVBUS_AUTH=disabled): no token needed")
         typer.echo("Ctrl-C stops.", err=True)
         await server
     typer.echo("govbus up: stopped", err=True)
