@@ -303,7 +303,7 @@ def test_entry_memory_is_under_a_kilobyte():
             tags=["http", "eu-west"],
             meta={"version": "1.2.3"},
         )
-        for i in range(5000)
+        for i in range(2000)
     ]
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
