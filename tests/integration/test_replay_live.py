@@ -222,6 +222,9 @@ async def test_a_recorded_live_session_replays_to_the_live_state(amqp_url, tmp_p
     assert [str(d) for d in outcome.differences] == []
     assert outcome.state["index"] == live["index"]
     assert outcome.command_errors == []
+    # Beyond the rule, every field agrees: times come from events, resource ids are mapped.
+    assert outcome.state["instances"] == sorted(live["instances"], key=lambda i: i["instance_id"])
+    assert outcome.state["resources"] == sorted(live["resources"], key=lambda r: r["name"])
     recorded = list(read_log(log_path))
     assert {e.source for e in recorded} >= {"agent", DISCOVERY_SOURCE, MANAGER_SOURCE}
     assert outcome.state["at"] is not None
