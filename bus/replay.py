@@ -359,7 +359,7 @@ class Replay:
         model = consumer.models.get(event.type)
         if handler is not None and model is not None:
             try:
-                typed = model.model_validate_json(body)
+                typed = model.__pydantic_validator__.validate_json(body)
             except ValidationError:
                 pass  # the policy dead-letters it, with the reason
             else:
