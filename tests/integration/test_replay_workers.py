@@ -266,3 +266,33 @@ async def test_an_invalid_event_is_dead_lettered_with_its_reason_and_replay_goes
     (dead,) = list(dlq.ready)
     assert dead.message.message_id == "bad-port"
     assert "port" in dead.message.headers["x-govbus-error"]
+
+
+async def test_expiry_protection_keeps_instances_through_a_mass_silence(replay):
+    await replay.start_workers()
+    await replay.run(LOGS / "protection.jsonl")
+    story = [
+        (e.type.removeprefix("registry."), e.data.get("instance_id"), e.time)
+        for e in replay.produced
+        if e.type != "registry.instance.registered" and e.time > at(1)
+    ]
+    assert story == [
+        ("instance.status_changed", "pay-2", at(3.5)),
+        ("instance.status_changed", "pay-3", at(3.5)),
+        ("instance.status_changed", "pay-4", at(3.5)),
+        ("protection.entered", None, at(3.5)),  # the third miss in one ttl window
+        ("instance.status_changed", "pay-5", at(3.5)),
+        # Nothing expires at 6.5 (critical for deregister_after_s): protection holds.
+        ("instance.status_changed", "pay-2", at(10)),
+        ("instance.status_changed", "pay-3", at(10)),
+        ("protection.exited", None, at(10)),  # one missing of five: under the rule again
+        ("instance.status_changed", "pay-4", at(10)),
+        ("instance.expired", "pay-5", at(12)),  # one more ttl to come back, then removed
+    ]
+    state = await replay.state()
+    assert {k: v["status"] for k, v in by_id(state).items()} == {
+        "pay-1": "passing",
+        "pay-2": "passing",
+        "pay-3": "passing",
+        "pay-4": "passing",
+    }

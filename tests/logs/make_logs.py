@@ -138,8 +138,24 @@ def resources() -> Session:
     return s
 
 
+def protection() -> Session:
+    """Four of five instances fall silent at once (a network fault, not mass death): expiry
+    protection keeps them listed as critical; three come back at 10 s, protection ends, and
+    the one still silent is removed after one more TTL."""
+    s = Session("protection")
+    names = [f"pay-{i}" for i in range(1, 6)]
+    for i, name in enumerate(names):
+        s.register(i * 0.01, "pay", name, 7000 + i, ttl_s=2, deregister_after_s=3)
+    for at in every(0.5, 20.0, 0.5):
+        for name in names:
+            back = name in ("pay-2", "pay-3", "pay-4") and at >= 10.0
+            if name == "pay-1" or at < 2.0 or back:
+                s.heartbeat(at, "pay", name)
+    return s
+
+
 def main() -> None:
-    for make in (registrations, expiry, drain, resources):
+    for make in (registrations, expiry, drain, resources, protection):
         make().write()
 
 
