@@ -124,7 +124,7 @@ class _AmqpDelivery(Delivery):
 
     async def ack(self) -> None:
         try:
-            await self._channel.basic_ack(self._tag)
+            await self._channel.basic_ack(self._tag, wait=False)
         except (
             amqp_exc.AMQPError,
             aiormq.exceptions.ChannelInvalidStateError,
