@@ -84,22 +84,8 @@ async def record_events(
     the `govbus.log` stream from offset `first` (prefetch and manual acks, as streams need).
     """
     done = stop or asyncio.Event()
-    writer = LogWriter(file)
-    pending: set[asyncio.Task[None]] = set()
+    recorder = _Recorder(LogWriter(file), pattern if from_start else None, count, done)
     loop = asyncio.get_running_loop()
-
-    def on_delivery(delivery: Delivery) -> None:
-        try:
-            if not (done.is_set() or (from_start and not topic_matches(pattern, _type(delivery)))):
-                writer.write(LogEvent.from_delivery(delivery))
-        except ValueError as exc:
-            typer.echo(f"govbus: skipped an undecodable message: {exc}", err=True)
-        task = loop.create_task(delivery.ack())
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-        if count and writer.written >= count:
-            done.set()
-
     signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
     for sig in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -108,7 +94,7 @@ async def record_events(
         async with Bus(url, source="govbus-record") as bus:
             if from_start:
                 sub = await bus.transport.consume(
-                    LOG, on_delivery, prefetch=512, arguments={"x-stream-offset": "first"}
+                    LOG, recorder.on_delivery, prefetch=512, arguments={"x-stream-offset": "first"}
                 )
                 where = f"stream {LOG} from its first event"
             else:
@@ -120,7 +106,7 @@ async def record_events(
                 )
                 await bus.transport.declare_queue(queue)
                 await bus.transport.bind(queue.name, EVENTS, pattern)
-                sub = await bus.transport.consume(queue.name, on_delivery, prefetch=512)
+                sub = await bus.transport.consume(queue.name, recorder.on_delivery, prefetch=512)
                 where = f"{pattern} on {EVENTS}"
             typer.echo(f"recording {where}", err=True)
             if started is not None:
@@ -128,19 +114,52 @@ async def record_events(
             await done.wait()
             with contextlib.suppress(BusError):
                 await sub.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5)
+            if recorder.pending:
+                await asyncio.wait(recorder.pending, timeout=5)
             with contextlib.suppress(BusError):
                 await sub.close()
     finally:
         for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
-    return writer.written
+    return recorder.writer.written
 
 
-def _type(delivery: Delivery) -> str:
-    return delivery.message.type or delivery.routing_key
+class _Recorder:
+    """Writes deliveries as log lines; acks each; sets `done` after `count` lines."""
+
+    def __init__(
+        self, writer: LogWriter, pattern: str | None, count: int, done: asyncio.Event
+    ) -> None:
+        self.writer = writer
+        self.pattern = pattern  # the stream carries every type: filter here
+        self.count = count
+        self.done = done
+        self.pending: set[asyncio.Task[None]] = set()
+        self.last_offset = -1
+
+    def on_delivery(self, delivery: Delivery) -> None:
+        if self._wanted(delivery) and not self.done.is_set():
+            try:
+                self.writer.write(LogEvent.from_delivery(delivery))
+            except ValueError as exc:
+                typer.echo(f"govbus: skipped an undecodable message: {exc}", err=True)
+        task = asyncio.get_running_loop().create_task(delivery.ack())
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+        if self.count and self.writer.written >= self.count:
+            self.done.set()
+
+    def _wanted(self, delivery: Delivery) -> bool:
+        if self.pattern is None:
+            return True  # the queue's binding already filtered
+        offset = delivery.message.headers.get("x-stream-offset")
+        if isinstance(offset, int):
+            # After a reconnection the stream is read from `first` again: skip what was written.
+            if offset <= self.last_offset:
+                return False
+            self.last_offset = offset
+        return topic_matches(self.pattern, delivery.message.type or delivery.routing_key)
 
 
 @app.command()
