@@ -116,12 +116,18 @@ async def heartbeats_per_s(
             assert worker.consumer is not None
             stats = worker.consumer.stats
             start_count, began = stats.handled, time.perf_counter()
+            cpu_began = time.process_time()
             while stats.handled < heartbeats:
                 await asyncio.sleep(0.005)
             elapsed = time.perf_counter() - began
+            cpu = time.process_time() - cpu_began
             drained = stats.handled - start_count
             assert len(worker.registry.instances) == instances
             await worker.stop()
             await bus.transport.delete_queue(name)
             await bus.transport.delete_queue(f"{name}.dlq")
-    return {"heartbeats_per_s": drained / elapsed, "load_s": loaded}
+    return {
+        "heartbeats_per_s": drained / elapsed,
+        "cpu_us_per_heartbeat": cpu / max(drained, 1) * 1e6,
+        "load_s": loaded,
+    }

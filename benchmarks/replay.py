@@ -2,7 +2,10 @@
 
 The log is written to a temporary JSON Lines file first, then read and replayed as the CLI
 does (`read_log` -> `replay_log` into fresh discovery and manager workers on SQLite), so the
-figure includes parsing every line.
+figures include parsing every line. Two logs of different lengths are replayed:
+`whole_log_events_per_s` is the longer one's events over its whole time (workers' start and
+the registrations included); `events_per_s` is the steady rate, the extra events of the
+longer log over the extra time they took, which leaves out what every replay pays once.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def heartbeat_log(events: int, instances: int = 200) -> Iterator[LogEvent]:
         at += timedelta(milliseconds=1)
 
 
-async def run_replay(events: int) -> dict[str, float]:
+async def _replay_once(events: int) -> float:
     from bus.replay import replay_log
 
     with tempfile.TemporaryDirectory(prefix="govbus-bench-") as tmp:
@@ -60,4 +63,16 @@ async def run_replay(events: int) -> dict[str, float]:
         outcome = await replay_log(read_log(path), db_url=f"sqlite+aiosqlite:///{tmp}/replay.db")
         elapsed = time.perf_counter() - began
     assert outcome.events == events
-    return {"events_per_s": events / elapsed, "events": float(events), "seconds": elapsed}
+    return elapsed
+
+
+async def run_replay(events: int) -> dict[str, float]:
+    await _replay_once(2_000)  # imports and first connections are not the replay's speed
+    short = events // 4
+    short_s = await _replay_once(short)
+    long_s = await _replay_once(events)
+    return {
+        "events_per_s": (events - short) / max(long_s - short_s, 1e-9),
+        "whole_log_events_per_s": events / long_s,
+        "events": float(events),
+    }
