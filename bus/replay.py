@@ -28,7 +28,6 @@ the workers regenerate them, and `Verifier` compares the regenerated with the re
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import tempfile
 import uuid
@@ -37,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -47,13 +46,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bus.client import Bus
 from bus.clock import VirtualClock
 from bus.consumer import EventConsumer, Handler
-from bus.errors import BusError
+from bus.errors import BusError, ConfigError
 from bus.eventlog import LogEvent
 from bus.message import Delivery, Message, format_time, parse_time
 from bus.store import Store, create_engine
 from bus.topology import EVENTS, declare_exchanges
 from bus.transport.base import QueueSpec
 from bus.transport.memory import MemoryBroker, MemoryTransport
+
+if TYPE_CHECKING:  # the workers load when a replay starts them, not with `bus`
+    from discovery_worker.bootstrap import DiscoveryWorker
+    from manager_worker import ManagerWorker
 
 log = logging.getLogger(__name__)
 
@@ -488,8 +491,8 @@ class Workers:
     def __init__(self, replay: Replay) -> None:
         self.replay = replay
         self.client: Bus | None = None
-        self.discovery: Any = None
-        self.manager: Any = None
+        self.discovery: DiscoveryWorker | None = None
+        self.manager: ManagerWorker | None = None
         self.command_errors: list[str] = []
         # Resource ids are minted by the manager (uuid4) on `manager.create`: replay's resource
         # gets a new one, reported under the recorded one so the output is the same every time.
@@ -503,35 +506,34 @@ class Workers:
         from discovery_worker.config import DiscoveryConfig
         from manager_worker import bootstrap as manager_bootstrap
 
+        if db_url is not None and "{worker}" not in db_url:
+            raise ConfigError(
+                "a replay's db_url names one database per worker with '{worker}', e.g. "
+                "sqlite+aiosqlite:////tmp/replay-{worker}.db"
+            )
         replay = self.replay
-        plan: list[tuple[str, Callable[..., Any], str, dict[str, Any]]] = [
-            (
-                "discovery",
-                discovery_bootstrap,
-                DISCOVERY_SOURCE,
-                {"config": DiscoveryConfig(), "rng": random.Random(seed)},
-            ),
-            ("manager", manager_bootstrap, MANAGER_SOURCE, {}),
-        ]
-        for name, boot, source, extra in plan:
-            store = Store(create_engine(db_url or self._temp_db(name)))
-            replay.watch(store.engine)
-            replay.on_close(store.close)
-            bus = replay.bus(source)
+        stores = {}
+        for name in ("discovery", "manager"):
+            url = db_url.format(worker=name) if db_url is not None else self._temp_db(name)
+            stores[name] = Store(create_engine(url))
+            replay.watch(stores[name].engine)
+            replay.on_close(stores[name].close)
+        buses = {"discovery": replay.bus(DISCOVERY_SOURCE), "manager": replay.bus(MANAGER_SOURCE)}
+        for bus in buses.values():
             await bus.start()
-            kwargs: dict[str, Any] = {
-                "bus": bus,
-                "store": store,
-                "clock": replay.clock,
-                **extra,
-            }
-            accepted = inspect.signature(boot).parameters
-            worker = boot(**{k: v for k, v in kwargs.items() if k in accepted})
-            if inspect.isawaitable(worker):
-                worker = await worker
+        self.discovery = await discovery_bootstrap(
+            bus=buses["discovery"],
+            store=stores["discovery"],
+            clock=replay.clock,
+            config=DiscoveryConfig(),
+            rng=random.Random(seed),
+        )
+        self.manager = await manager_bootstrap(
+            bus=buses["manager"], store=stores["manager"], clock=replay.clock
+        )
+        for worker in (self.discovery, self.manager):
             await worker.start()
             replay.on_close(worker.stop)
-            setattr(self, name, worker)
         self.client = replay.bus("govbus/replay")
         await self.client.start()
 

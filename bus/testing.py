@@ -56,7 +56,8 @@ class LogReplay:
         return self.engine.clock
 
     async def start_workers(self, *, seed: int = 0, db_url: str | None = None) -> Workers:
-        """Fresh discovery and manager workers (temporary SQLite stores, RNG seeded with `seed`)."""
+        """Fresh discovery and manager workers (temporary SQLite stores, or `db_url` with a
+        `{worker}` placeholder; RNG seeded with `seed`)."""
         return await self.engine.start_workers(seed=seed, db_url=db_url)
 
     async def subscribe(

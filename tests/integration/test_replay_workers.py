@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from bus.eventlog import LogEvent, read_log, write_log
 from bus.replay import Replay, replay_log
@@ -296,3 +297,16 @@ async def test_expiry_protection_keeps_instances_through_a_mass_silence(replay):
         "pay-3": "passing",
         "pay-4": "passing",
     }
+
+
+async def test_workers_can_use_databases_of_your_choice(replay, tmp_path):
+    await replay.start_workers(db_url=f"sqlite+aiosqlite:///{tmp_path}/{{worker}}.db")
+    await replay.run(LOGS / "drain.jsonl")
+    assert len((await replay.state())["instances"]) == 2
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["discovery.db", "manager.db"]
+
+
+async def test_one_database_for_both_workers_is_refused():
+    async with Replay() as engine:
+        with pytest.raises(ValueError, match="one database per worker"):
+            await engine.start_workers(db_url="sqlite+aiosqlite:///shared.db")
