@@ -8,6 +8,7 @@ patterns; it is deleted when the client goes away. A slow client loses the oldes
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import uuid
@@ -52,10 +53,14 @@ async def events() -> Response:
     loop = asyncio.get_running_loop()
     settling: set[asyncio.Task[None]] = set()
 
+    recent = _Recent()
+
     def on_delivery(delivery: Delivery) -> None:
         task = loop.create_task(_settle(delivery))
         settling.add(task)
         task.add_done_callback(settling.discard)
+        if recent.seen(delivery.message.message_id):
+            return  # delivery is at least once; a client sees each event id once
         frame = _frame(delivery)
         if frame is not None and inbox.qsize() < BACKLOG:  # a slow client loses events
             inbox.put_nowait(frame)
@@ -98,6 +103,26 @@ async def events() -> Response:
     )
     response.timeout = None  # a stream lasts as long as its client stays
     return response
+
+
+class _Recent:
+    """The last `size` event ids a stream sent."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.order: collections.deque[str] = collections.deque()
+        self.ids: set[str] = set()
+        self.size = size
+
+    def seen(self, event_id: str | None) -> bool:
+        if event_id is None:
+            return False
+        if event_id in self.ids:
+            return True
+        self.ids.add(event_id)
+        self.order.append(event_id)
+        if len(self.order) > self.size:
+            self.ids.discard(self.order.popleft())
+        return False
 
 
 def _frame(delivery: Delivery) -> bytes | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
 import time
@@ -18,6 +19,21 @@ from tests.e2e.test_edge_up import GOVBUS, free_port
 pytestmark = pytest.mark.rabbitmq
 
 SECRET = "procs-secret-" + "p" * 32
+
+
+def wait_line(proc: subprocess.Popen[str], needle: str, timeout: float = 30.0) -> None:
+    """Read the process's stderr until a line contains `needle`."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stderr, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if selector.select(timeout=0.1):
+                line = proc.stderr.readline()
+                if needle in line:
+                    return
+                assert line or proc.poll() is None, f"exited {proc.returncode} before {needle!r}"
+    raise AssertionError(f"never saw {needle!r}")
 
 
 def test_components_as_processes_answer_through_the_edge(amqp_url, tmp_path):
@@ -44,6 +60,10 @@ def test_components_as_processes_answer_through_the_edge(amqp_url, tmp_path):
             for name, args in commands.items()
         }
         try:
+            # Both replicas consume before anything is published: a replica's queue is durable,
+            # so later it catches up on what it missed, but not on what came before it existed.
+            wait_line(procs["discovery"], "discovery worker running")
+            wait_line(procs["discovery-b"], "queue govbus.discovery.b")
             base = f"http://127.0.0.1:{port}"
             headers = {"Authorization": f"Bearer {mint_token(list(SCOPES), secret=SECRET)}"}
             deadline = time.monotonic() + 30

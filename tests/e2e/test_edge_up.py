@@ -86,6 +86,8 @@ def test_readme_tour_runs_verbatim_against_govbus_up(tmp_path):
         assert '"instance_id":"host-1"' in out and '"host":"host-1"' in out
         for event in ("resource.updated", "registry.instance.deregistered"):
             assert f"event: {event}" in out, out
+        ids = [line for line in out.splitlines() if line.startswith("id: ")]
+        assert len(ids) == len(set(ids)), "an event reached the stream twice"
     finally:
         code, out, err = stop(proc)
     assert code == 0, err
