@@ -94,6 +94,7 @@ async def events() -> Response:
             state.inboxes.discard(inbox)
             with contextlib.suppress(BusError):
                 await subscription.close()
+            with contextlib.suppress(BusError):  # also forgets it: not re-declared on reconnect
                 await transport.delete_queue(spec.name)
 
     response = Response(
