@@ -506,15 +506,10 @@ class Workers:
         from discovery_worker.config import DiscoveryConfig
         from manager_worker import bootstrap as manager_bootstrap
 
-        if db_url is not None and "{worker}" not in db_url:
-            raise ConfigError(
-                "a replay's db_url names one database per worker with '{worker}', e.g. "
-                "sqlite+aiosqlite:////tmp/replay-{worker}.db"
-            )
         replay = self.replay
         stores = {}
         for name in ("discovery", "manager"):
-            url = db_url.format(worker=name) if db_url is not None else self._temp_db(name)
+            url = _per_worker(db_url, name) if db_url is not None else self._temp_db(name)
             stores[name] = Store(create_engine(url))
             replay.watch(stores[name].engine)
             replay.on_close(stores[name].close)
@@ -836,3 +831,19 @@ def commands_in_time(
 
 def _is_command(event: LogEvent) -> bool:
     return event.source == MANAGER_SOURCE and event.type in COMMAND_TYPES
+
+
+def _per_worker(db_url: str, worker: str) -> str:
+    """One database per worker (two workers on one would publish each other's outbox):
+    `{worker}` in the URL is replaced by the worker's name; a SQLite file without it gets the
+    name added to its stem (`replay.db` -> `replay-discovery.db`)."""
+    if "{worker}" in db_url:
+        return db_url.replace("{worker}", worker)
+    if db_url.startswith("sqlite") and ":memory:" not in db_url:
+        path = Path(db_url.split(":///", 1)[1])
+        prefix = db_url.split(":///", 1)[0]
+        return f"{prefix}:///{path.with_name(f'{path.stem}-{worker}{path.suffix}')}"
+    raise ConfigError(
+        "a replay's db_url needs one database per worker: put '{worker}' in it, e.g. "
+        "postgresql+asyncpg://user@host/replay_{worker}"
+    )

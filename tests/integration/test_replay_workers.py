@@ -306,7 +306,13 @@ async def test_workers_can_use_databases_of_your_choice(replay, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*.db")) == ["discovery.db", "manager.db"]
 
 
-async def test_one_database_for_both_workers_is_refused():
+async def test_each_worker_gets_its_own_database(replay, tmp_path):
+    await replay.start_workers(db_url=f"sqlite+aiosqlite:///{tmp_path}/replay.db")
+    await replay.run(LOGS / "drain.jsonl")
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == [
+        "replay-discovery.db",
+        "replay-manager.db",
+    ]
     async with Replay() as engine:
         with pytest.raises(ValueError, match="one database per worker"):
-            await engine.start_workers(db_url="sqlite+aiosqlite:///shared.db")
+            await engine.start_workers(db_url="postgresql+asyncpg://postgres@127.0.0.1/replay")
