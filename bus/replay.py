@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -54,7 +54,11 @@ from bus.topology import EVENTS, declare_exchanges
 from bus.transport.base import QueueSpec
 from bus.transport.memory import MemoryBroker, MemoryTransport
 
-if TYPE_CHECKING:  # the workers load when a replay starts them, not with `bus`
+if TYPE_CHECKING:
+    from pydantic.plugin._schema_validator import PluggableSchemaValidator
+    from pydantic_core import SchemaValidator
+
+    # The workers load when a replay starts them, not with `bus`.
     from discovery_worker.bootstrap import DiscoveryWorker
     from manager_worker import ManagerWorker
 
@@ -113,6 +117,13 @@ class _ReplayDelivery(Delivery):
         self.settled = "requeue" if requeue else "reject"
 
 
+class _Route(NamedTuple):
+    queue: str
+    consumer: EventConsumer | None
+    handler: Handler | None
+    validator: SchemaValidator | PluggableSchemaValidator | None
+
+
 @dataclass(slots=True)
 class _Watch:
     checked_out: int = 0
@@ -162,12 +173,12 @@ class Replay:
         self.last_time: datetime | None = None
         self._transport = MemoryTransport(self.url)
         self._buses: list[Bus] = []
-        self._consumers: dict[str, EventConsumer] = {}
-        self._routes: dict[str, list[tuple[str, EventConsumer | None]]] = {}
+        self._routes: dict[str, list[_Route]] = {}
         self._tapped: list[Delivery] = []
         self._watch = _Watch()
         self._closers: list[Callable[[], Any]] = []
         self._started = False
+        self._ready: Any = None  # the event loop's queue of ready callbacks (see settle)
         self.workers: Workers | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -189,6 +200,8 @@ class Replay:
         stream does live, so nothing a worker publishes is unroutable here either)."""
         if self._started:
             return
+        # A replay lives in the event loop that starts it (so does its embedded broker).
+        self._ready = getattr(asyncio.get_running_loop(), "_ready", None)
         await self._transport.connect()
         await declare_exchanges(self._transport, log_stream=False)
         tap = QueueSpec(_TAP, durable=False, exclusive=True)
@@ -305,9 +318,24 @@ class Replay:
             else:
                 self.note_time(event.time)
             return False
-        await self.advance_to(event.time)
-        self.note_time(event.time)
-        await self._deliver(event)
+        moment = event.time
+        clock = self.clock
+        due = clock.next_due()
+        if due is not None and due <= moment:
+            await self.advance_to(moment)
+        elif moment > clock.now():
+            await clock.advance_to(moment, settle=0)
+        if self.last_time is None or moment > self.last_time:
+            self.last_time = moment
+        routes = self._routes.get(event.type)
+        if routes is None:
+            routes = self._routes[event.type] = self._route(event.type)
+        if routes:
+            body = orjson.dumps(event.data)
+            for route in routes:
+                await self._deliver(route, event, body)
+        else:
+            self.stats.unrouted += 1
         self.stats.fed += 1
         await self.settle()
         return True
@@ -326,43 +354,38 @@ class Replay:
         if moment > clock.now():
             await clock.advance_to(moment, settle=0)
 
-    async def _deliver(self, event: LogEvent) -> None:
-        routes = self._routes.get(event.type)
-        if routes is None:
-            routes = self._routes[event.type] = self._route(event.type)
-        if not routes:
-            self.stats.unrouted += 1
-            return
-        body = orjson.dumps(event.data)
-        for name, consumer in routes:
-            if consumer is None:
-                # A queue with no consumer of ours (a user's own): publish to it for real.
-                await self._transport.publish(
-                    "", name, event.to_message(), mandatory=False, confirm=False
-                )
-            else:
-                await self._process(consumer, event, body)
+    def _route(self, event_type: str) -> list[_Route]:
+        """Queues the type routes to (the tap aside), each with our consumer of it, if any,
+        and that consumer's handler and validator for the type."""
+        consumers = {c.queue: c for bus in self._buses for c in bus.consumers}
+        routes = []
+        for queue in self.broker.route(EVENTS, event_type):
+            if queue.spec.name == _TAP:
+                continue
+            consumer = consumers.get(queue.spec.name)
+            handler = model = None
+            if consumer is not None:
+                handler = consumer.handlers.get(event_type)
+                model = consumer.models.get(event_type)
+            validator = model.__pydantic_validator__ if model is not None else None
+            routes.append(_Route(queue.spec.name, consumer, handler, validator))
+        return routes
 
-    def _route(self, event_type: str) -> list[tuple[str, EventConsumer | None]]:
-        """Queues the type routes to (the tap aside), each with our consumer of it, if any."""
-        self._consumers = {c.queue: c for bus in self._buses for c in bus.consumers}
-        return [
-            (queue.spec.name, self._consumers.get(queue.spec.name))
-            for queue in self.broker.route(EVENTS, event_type)
-            if queue.spec.name != _TAP
-        ]
-
-    async def _process(self, consumer: EventConsumer, event: LogEvent, body: bytes) -> None:
+    async def _deliver(self, route: _Route, event: LogEvent, body: bytes) -> None:
         """The consumer's decode-and-handle, without the broker and retry machinery on the
         happy path; anything else goes through `EventConsumer.process` (the real policy).
 
         A handler that fails here is handed to the policy, which runs it again (the failure
-        counts as a transient one: the policy's attempts come on top of it)."""
-        handler = consumer.handlers.get(event.type)
-        model = consumer.models.get(event.type)
-        if handler is not None and model is not None:
+        counts as a transient one: the policy's attempts come on top of it). A queue with no
+        consumer of ours (a user's own) gets the event published to it for real."""
+        consumer, handler, validator = route.consumer, route.handler, route.validator
+        if consumer is None:
+            message = event.to_message()
+            await self._transport.publish("", route.queue, message, mandatory=False, confirm=False)
+            return
+        if handler is not None and validator is not None:
             try:
-                typed = model.__pydantic_validator__.validate_json(body)
+                typed = validator.validate_json(body)
             except ValidationError:
                 pass  # the policy dead-letters it, with the reason
             else:
@@ -410,10 +433,12 @@ class Replay:
 
     async def settle(self) -> None:
         """Wait for quiescence, then collect what the participants published."""
-        loop = asyncio.get_running_loop()
-        ready: Any = getattr(loop, "_ready", None)
+        ready = self._ready
         if ready is not None and not ready and not self._tapped and self.idle():
             return  # the common case: the step finished without leaving anything behind
+        loop = asyncio.get_running_loop()
+        if ready is None or getattr(loop, "_ready", None) is not ready:
+            ready = self._ready = getattr(loop, "_ready", None)  # first call, or another loop
         spins = 0
         idle_in_a_row = 0
         deadline = loop.time() + self.settle_timeout_s
