@@ -316,3 +316,11 @@ async def test_each_worker_gets_its_own_database(replay, tmp_path):
     async with Replay() as engine:
         with pytest.raises(ValueError, match="one database per worker"):
             await engine.start_workers(db_url="postgresql+asyncpg://postgres@127.0.0.1/replay")
+
+
+def test_replay_knows_the_workers_by_the_sources_they_publish_with():
+    from bus.replay import WORKER_SOURCES
+    from discovery_worker.config import SOURCE as DISCOVERY
+    from manager_worker import SOURCE as MANAGER
+
+    assert {DISCOVERY, MANAGER} == WORKER_SOURCES
