@@ -40,7 +40,7 @@ async def run(
     rounds = 3 if quick else 5
 
     if "events" in only:
-        n = 4000 if quick else 20000
+        n = 3000 if quick else 20000
         log(f"events: {n:,} per trial, {rounds} rounds, systems alternated")
         for runner in events.RUNNERS.values():  # warm-up: imports, first connections
             await runner(url, 500)
@@ -53,7 +53,7 @@ async def run(
         results["events"] = trials.medians()
 
     if "rpc" in only:
-        seq, conc = (300, 1500) if quick else (2000, 10000)
+        seq, conc = (200, 1000) if quick else (2000, 10000)
         log(f"rpc: {seq:,} sequential and {conc:,} with 64 in flight per trial, {rounds} rounds")
         trials = await alternate(
             "rpc",
@@ -65,7 +65,7 @@ async def run(
 
     if "registry" in only:
         sizes = (10_000,) if quick else (10_000, 100_000)
-        beats = 15_000 if quick else 50_000
+        beats = 10_000 if quick else 50_000
         section: dict[str, Any] = {}
         for size in sizes:
             log(f"registry: {size:,} instances, {beats:,} heartbeats")
@@ -77,14 +77,14 @@ async def run(
         results["registry"] = section
 
     if "replay" in only:
-        n = 50_000 if quick else 200_000
+        n = 40_000 if quick else 200_000
         log(f"replay: a heartbeat-heavy log of {n:,} events")
         figures = await replay.run_replay(n)
         log(f"  replay: {figures}")
         results["replay"] = figures
 
     if "edge" in only:
-        seq, conc = (200, 1500) if quick else (1000, 6000)
+        seq, conc = (150, 1000) if quick else (1000, 6000)
         log(f"edge: GET /v1/services/<name>, {seq:,} sequential and {conc:,} with 16 in flight")
         figures = await edge.run_edge(url, seq, conc, log)
         log(f"  edge: {figures}")

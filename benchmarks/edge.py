@@ -38,19 +38,18 @@ def _govbus() -> str:
 
 
 @contextlib.contextmanager
-def _processes(commands: dict[str, list[str]], env: dict[str, str]) -> Iterator[None]:
-    procs = {
-        name: subprocess.Popen(
-            [_govbus(), *args],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name, args in commands.items()
-    }
+def _processes(commands: dict[str, list[str]], env: dict[str, str], logs: Path) -> Iterator[None]:
+    procs = {}
+    for name, args in commands.items():
+        with (logs / f"{name}.log").open("wb") as err:
+            procs[name] = subprocess.Popen(
+                [_govbus(), *args], env=env, stdout=subprocess.DEVNULL, stderr=err
+            )
     try:
         yield
+    except TimeoutError as exc:
+        tails = {name: (logs / f"{name}.log").read_text(errors="replace")[-2000:] for name in procs}
+        raise TimeoutError(f"{exc}: {tails}") from exc
     finally:
         for proc in procs.values():
             proc.send_signal(signal.SIGTERM)
@@ -107,7 +106,7 @@ async def run_edge(
             "discovery": ["discovery", "--db", f"sqlite+aiosqlite:///{tmp}/discovery.db"],
             "edge": ["edge", "--http", f"127.0.0.1:{port}"],
         }
-        with _processes(commands, env):
+        with _processes(commands, env, Path(tmp)):
             await _until_listed(base, headers)
             log(f"  edge: {INSTANCES} instances of 'web' listed; load from a separate process")
             root = Path(__file__).resolve().parents[1]
