@@ -292,6 +292,8 @@ class Replay:
     async def start_workers(self, *, seed: int = 0, db_url: str | None = None) -> Workers:
         """Fresh discovery and manager workers on the private bus and the virtual clock, each
         with its own SQLite store in a temporary file (or `db_url`) and a RNG seeded with `seed`."""
+        if self.workers is not None:
+            raise ReplayError("the workers of this replay are already running")
         await self.start()
         self.workers = Workers(self)
         await self.workers.start(seed=seed, db_url=db_url)
