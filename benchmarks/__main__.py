@@ -74,6 +74,9 @@ async def run(
             log(f"  registry {size:,}: {figures}")
             section[f"instances_{size}"] = figures
         section["heartbeats_per_s"] = min(v["heartbeats_per_s"] for v in section.values())
+        if not quick:
+            drain = section["broker_drain_per_s"] = await registry.broker_drain_per_s(url, beats)
+            log(f"  registry: raw aio-pika drains a quorum queue at {drain:,.0f}/s")
         results["registry"] = section
 
     if "replay" in only:

@@ -84,6 +84,7 @@ def table(results: dict[str, Any]) -> str:
         ("registry heartbeats_per_s", "registry.heartbeats_per_s"),
         ("  with 10k instances", "registry.instances_10000.heartbeats_per_s"),
         ("  with 100k instances", "registry.instances_100000.heartbeats_per_s"),
+        ("  (raw aio-pika drain, no work)", "registry.broker_drain_per_s"),
         ("  bytes per instance (10k)", "registry.instances_10000.bytes_per_instance"),
         ("  bytes per instance (100k)", "registry.instances_100000.bytes_per_instance"),
         ("replay events_per_s", "replay.events_per_s"),

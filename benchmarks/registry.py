@@ -5,6 +5,9 @@ then stopped; `heartbeats` heartbeat events are published into its now idle dura
 fresh worker on the same database starts (loading the registry) and drains the backlog. The
 figure is the drain rate, so it is the worker's own capacity, not the load generator's.
 
+For scale, `broker_drain_per_s` is how fast raw aio-pika merely drains (acks, no work) the same
+backlog from a quorum queue on the same broker: the ceiling any consumer of one queue has here.
+
 Memory: `Registry.register` for `instances` instances in a fresh registry under tracemalloc,
 with the derived events and the journal's dirty set cleared as a flush would leave them.
 """
@@ -131,3 +134,49 @@ async def heartbeats_per_s(
         "cpu_us_per_heartbeat": cpu / max(drained, 1) * 1e6,
         "load_s": loaded,
     }
+
+
+async def broker_drain_per_s(url: str, messages: int) -> float:
+    """Raw aio-pika acking a backlog of heartbeat-sized persistent messages off a quorum queue."""
+    import aio_pika
+
+    name = unique("bench.drain.")
+    async with Bus(url, source="bench-agents") as agents:
+        await declare_worker_queue(
+            agents.transport, worker_queue(name), [Heartbeat.TYPE + "." + name]
+        )
+
+        async def beat(n: int) -> None:
+            await agents.publisher.publish_raw(
+                Heartbeat.TYPE + "." + name,
+                Heartbeat(service="svc", instance_id=f"inst-{n}", load=0.5)
+                .model_dump_json()
+                .encode(),
+            )
+
+        await pipelined(messages, 256, beat)
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=256)
+        queue = await channel.get_queue(name)
+        done = asyncio.Event()
+        count = 0
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal count
+            await message.ack()
+            count += 1
+            if count >= messages:
+                done.set()
+
+        began = time.perf_counter()
+        tag = await queue.consume(on_message)
+        await asyncio.wait_for(done.wait(), 300)
+        elapsed = time.perf_counter() - began
+        await queue.cancel(tag)
+        await queue.delete(if_unused=False, if_empty=False)
+        await channel.queue_delete(f"{name}.dlq")
+    finally:
+        await connection.close()
+    return messages / elapsed
