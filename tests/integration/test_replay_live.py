@@ -129,6 +129,13 @@ async def test_a_recorded_live_session_replays_to_the_live_state(amqp_url, tmp_p
             await eventually(
                 lambda: lines(log_path) >= 12, timeout=10, what="registrations and heartbeats"
             )
+            for _ in range(100):  # the hosts' loads are known before a VM is placed
+                loads = {
+                    i["instance_id"]: i["load"] for i in (await live_state(client))["instances"]
+                }
+                if loads.get("host-1") == 0.1 and loads.get("host-2") == 0.8:
+                    break
+                await asyncio.sleep(0.05)
             net = await client.call(
                 "manager.create",
                 {"spec": {"kind": "network", "name": "net-1", "cidr": "10.9.0.0/24"}},
