@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from bus.edge import Limits
-from tests._edge_stack import SECRET, bearer, edge_stack
+from tests._edge_stack import SECRET, bearer, edge_stack, private_vhost
 from tests._wait import eventually
 
 pytestmark = pytest.mark.asyncio
@@ -46,6 +46,18 @@ async def stack(tmp_path, unique):
         yield s
 
 
+@pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+async def both_stack(request, tmp_path, unique, amqp_url):
+    """The same test on the embedded bus and on RabbitMQ (a vhost of its own)."""
+    if request.param == "memory":
+        async with edge_stack(f"memory://{unique}", tmp_path) as s:
+            yield s
+        return
+    with private_vhost(amqp_url, unique) as url:
+        async with edge_stack(url, tmp_path) as s:
+            yield s
+
+
 async def test_public_routes_need_no_token(stack):
     for path, expected in (("/", b"Hello World!"), ("/hello", b"Hello World!")):
         r = await stack.client.get(path)
@@ -56,8 +68,8 @@ async def test_public_routes_need_no_token(stack):
     assert r.status_code == 200 and (await r.get_json())["status"] == "ready"
 
 
-async def test_register_pick_heartbeat_drain_deregister(stack):
-    c, h = stack.client, stack.headers
+async def test_register_pick_heartbeat_drain_deregister(both_stack):
+    c, h = both_stack.client, both_stack.headers
     r = await c.post("/v1/instances", headers=h, json=register_body("web", "web-1", tags=["v1"]))
     assert r.status_code == 202
     accepted = await r.get_json()
@@ -158,8 +170,8 @@ async def test_unknown_things_are_404_problems(stack):
     assert r.status_code == 503 and "Retry-After" in r.headers
 
 
-async def test_resource_lifecycle_with_etags(stack):
-    c, h = stack.client, stack.headers
+async def test_resource_lifecycle_with_etags(both_stack):
+    c, h = both_stack.client, both_stack.headers
     spec = {"kind": "network", "name": "net-a", "cidr": "10.1.0.0/24", "labels": {"team": "a"}}
     r = await c.post("/v1/resources", headers=h, json=spec)
     assert r.status_code == 201, await r.get_data()
