@@ -24,7 +24,7 @@ from bus.edge.problems import Problem
 from bus.errors import BusError
 from bus.message import Delivery, event_meta, structured
 from bus.topology import EVENTS
-from bus.transport import QueueSpec
+from bus.transport import QueueSpec, Subscription
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("stream", __name__)
@@ -41,48 +41,75 @@ async def events() -> Response:
         raise Problem(
             503, "too many event streams are open", slug="busy", headers={"Retry-After": "5"}
         )
-    transport = state.bus.transport
-    spec = QueueSpec(
-        f"govbus.edge.sse.{uuid.uuid4().hex[:16]}",
-        durable=False,
-        exclusive=True,
-        auto_delete=True,
-        arguments={"x-max-length": BACKLOG, "x-overflow": "drop-head"},
+    stream = _Stream(state, patterns)
+    await stream.open()
+    response = Response(
+        stream.frames(),
+        content_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
-    inbox: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=BACKLOG + 1)
-    loop = asyncio.get_running_loop()
-    settling: set[asyncio.Task[None]] = set()
+    response.timeout = None  # a stream lasts as long as its client stays
+    return response
 
-    recent = _Recent()
 
-    def on_delivery(delivery: Delivery) -> None:
-        task = loop.create_task(_settle(delivery))
-        settling.add(task)
-        task.add_done_callback(settling.discard)
-        if recent.seen(delivery.message.message_id):
+class _Stream:
+    """One client's subscription: its queue on the bus, its inbox, and the frames it gets."""
+
+    def __init__(self, state: Edge, patterns: list[str]) -> None:
+        self.state = state
+        self.patterns = patterns
+        self.transport = state.bus.transport
+        self.queue = QueueSpec(
+            f"govbus.edge.sse.{uuid.uuid4().hex[:16]}",
+            durable=False,
+            exclusive=True,
+            auto_delete=True,
+            arguments={"x-max-length": BACKLOG, "x-overflow": "drop-head"},
+        )
+        self.inbox: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=BACKLOG + 1)
+        self.recent = _Recent()
+        self.settling: set[asyncio.Task[None]] = set()
+        self.subscription: Subscription | None = None
+
+    async def open(self) -> None:
+        """Declare, bind and consume; a broker that does not answer in time is a 503."""
+        try:
+            async with asyncio.timeout(self.state.limits.rpc_timeout_s):
+                await self.transport.declare_queue(self.queue)
+                for pattern in self.patterns:
+                    await self.transport.bind(self.queue.name, EVENTS, pattern)
+                self.subscription = await self.transport.consume(
+                    self.queue.name, self.on_delivery, prefetch=BACKLOG
+                )
+        except (BusError, TimeoutError) as exc:
+            await self.close()
+            if isinstance(exc, TimeoutError):
+                raise Problem(
+                    503,
+                    "the bus did not answer",
+                    slug="bus-unavailable",
+                    headers={"Retry-After": "1"},
+                ) from None
+            raise
+        self.state.inboxes.add(self.inbox)
+
+    def on_delivery(self, delivery: Delivery) -> None:
+        task = asyncio.get_running_loop().create_task(_settle(delivery))
+        self.settling.add(task)
+        task.add_done_callback(self.settling.discard)
+        if self.recent.seen(delivery.message.message_id):
             return  # delivery is at least once; a client sees each event id once
         frame = _frame(delivery)
-        if frame is not None and inbox.qsize() < BACKLOG:  # a slow client loses events
-            inbox.put_nowait(frame)
+        if frame is not None and self.inbox.qsize() < BACKLOG:  # a slow client loses events
+            self.inbox.put_nowait(frame)
 
-    try:
-        await transport.declare_queue(spec)
-        for pattern in patterns:
-            await transport.bind(spec.name, EVENTS, pattern)
-        subscription = await transport.consume(spec.name, on_delivery, prefetch=BACKLOG)
-    except BusError:
-        with contextlib.suppress(BusError):
-            await transport.delete_queue(spec.name)
-        raise
-    state.inboxes.add(inbox)
-    keepalive = state.limits.keepalive_s
-
-    async def frames() -> AsyncIterator[bytes]:
+    async def frames(self) -> AsyncIterator[bytes]:
+        keepalive = self.state.limits.keepalive_s
         try:
-            yield b": streaming " + ",".join(patterns).encode() + b"\n\n"
+            yield b": streaming " + ",".join(self.patterns).encode() + b"\n\n"
             while True:
                 try:
-                    frame = await asyncio.wait_for(inbox.get(), keepalive)
+                    frame = await asyncio.wait_for(self.inbox.get(), keepalive)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
@@ -91,19 +118,15 @@ async def events() -> Response:
                     return
                 yield frame
         finally:
-            state.inboxes.discard(inbox)
-            with contextlib.suppress(BusError):
-                await subscription.close()
-            with contextlib.suppress(BusError):  # also forgets it: not re-declared on reconnect
-                await transport.delete_queue(spec.name)
+            await self.close()
 
-    response = Response(
-        frames(),
-        content_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
-    response.timeout = None  # a stream lasts as long as its client stays
-    return response
+    async def close(self) -> None:
+        self.state.inboxes.discard(self.inbox)
+        if self.subscription is not None:
+            with contextlib.suppress(BusError):
+                await self.subscription.close()
+        with contextlib.suppress(BusError):  # also forgets it: not re-declared on reconnect
+            await self.transport.delete_queue(self.queue.name)
 
 
 class _Recent:
