@@ -443,3 +443,24 @@ async def test_traceparent_travels_into_events(stack):
         await conn.disconnect()
     line = seen.split(b"data: ", 1)[1].split(b"\n", 1)[0]
     assert orjson.loads(line)["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+
+
+async def test_traceparent_travels_into_rpc_requests(tmp_path, unique):
+    from bus.topology import RPC
+    from bus.transport import QueueSpec
+
+    limits = Limits(rpc_timeout_s=0.3)
+    async with edge_stack(f"memory://{unique}", tmp_path, workers=(), limits=limits) as stack:
+        transport = stack.bus.transport
+        seen = []
+        await transport.declare_queue(QueueSpec("spy", durable=False, auto_delete=True))
+        await transport.bind("spy", RPC, "discovery.services")
+        await transport.consume("spy", seen.append, prefetch=10)
+        trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        r = await stack.client.get("/v1/services", headers={**stack.headers, "traceparent": trace})
+        assert r.status_code == 504  # the spy never answers
+        await eventually(lambda: seen, what="the request")
+        header = seen[0].message.headers["traceparent"]
+        header = header.decode() if isinstance(header, bytes) else header
+        assert header.startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+        assert header != trace  # a new span of the same trace
