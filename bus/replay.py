@@ -409,28 +409,14 @@ class Replay:
         """True when nothing is in flight on the private bus (see the module docstring)."""
         if self._watch.checked_out > 0:
             return False
-        for queue in self.broker.queues.values():
-            consumers = queue.consumers
-            if not consumers or queue.spec.name == _TAP:
-                continue
-            if queue.ready and any(c.has_capacity for c in consumers):
-                return False
-            for consumer in consumers:
-                if consumer.unacked:
-                    return False
-        return True
+        return self.broker.idle(ignore=frozenset({_TAP}))
 
     def _busy(self, ready: Any) -> str:
         """What keeps the bus from settling, for the error that says so."""
         found = []
         if self._watch.checked_out:
             found.append(f"{self._watch.checked_out} database connection(s) checked out")
-        for queue in self.broker.queues.values():
-            unacked = sum(len(c.unacked) for c in queue.consumers)
-            if queue.spec.name != _TAP and (queue.ready or unacked):
-                found.append(
-                    f"queue {queue.spec.name}: {len(queue.ready)} ready, {unacked} unacked"
-                )
+        found.extend(self.broker.backlog(ignore=frozenset({_TAP})))
         if ready:
             found.append("ready callbacks: " + ", ".join(repr(h) for h in list(ready)[:3]))
         return "; ".join(found) or "nothing visible"

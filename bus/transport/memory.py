@@ -142,6 +142,29 @@ class MemoryBroker:
         for _, bindings in self.exchanges.values():
             bindings[:] = [b for b in bindings if b[0] != name]
 
+    def idle(self, *, ignore: frozenset[str] = frozenset()) -> bool:
+        """True when no consumer has work: nothing deliverable waits, nothing is unsettled.
+
+        Replay uses it to know a step is over. Queues in `ignore` (taps) do not count.
+        """
+        for name, queue in self.queues.items():
+            if name in ignore or not queue.consumers:
+                continue
+            if queue.ready and any(c.has_capacity for c in queue.consumers):
+                return False
+            if any(c.unacked for c in queue.consumers):
+                return False
+        return True
+
+    def backlog(self, *, ignore: frozenset[str] = frozenset()) -> list[str]:
+        """What keeps the broker from being idle, one line a queue (for error messages)."""
+        found = []
+        for name, queue in self.queues.items():
+            unacked = sum(len(c.unacked) for c in queue.consumers)
+            if name not in ignore and (queue.ready or unacked):
+                found.append(f"queue {name}: {len(queue.ready)} ready, {unacked} unacked")
+        return found
+
     # -- routing ----------------------------------------------------------------------------
 
     def route(self, exchange: str, routing_key: str) -> list[_Queue]:
