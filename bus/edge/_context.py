@@ -26,7 +26,7 @@ M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 JSON = "application/json"
-_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 @dataclass(slots=True)
@@ -77,11 +77,14 @@ def endpoint(
                 try:
                     granted = state.auth.scopes(request.headers.get("Authorization"))
                 except AuthError as exc:
+                    # RFC 6750: a request without credentials gets the bare challenge.
+                    challenge = (
+                        _challenge("invalid_token", str(exc))
+                        if "Authorization" in request.headers
+                        else 'Bearer realm="govbus"'
+                    )
                     raise Problem(
-                        401,
-                        str(exc),
-                        slug="unauthorized",
-                        headers={"WWW-Authenticate": _challenge("invalid_token", str(exc))},
+                        401, str(exc), slug="unauthorized", headers={"WWW-Authenticate": challenge}
                     ) from None
                 if scope not in granted:
                     raise Problem(
@@ -110,7 +113,7 @@ def endpoint(
 
 
 def _challenge(error: str, description: str) -> str:
-    description = description.replace('"', "'")
+    description = "".join(c for c in description if c.isprintable()).replace('"', "'")
     return f'Bearer realm="govbus", error="{error}", error_description="{description}"'
 
 
@@ -119,7 +122,7 @@ def _traceparent(header: str | None) -> str:
     if header:
         match = _TRACEPARENT.fullmatch(header.strip().lower())
         if match and set(match.group(1)) != {"0"} and set(match.group(2)) != {"0"}:
-            return f"00-{match.group(1)}-{os.urandom(8).hex()}-01"
+            return f"00-{match.group(1)}-{os.urandom(8).hex()}-{match.group(3)}"
     return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
 
 
