@@ -168,17 +168,20 @@ def _redact(url: str) -> str:
 def edge(url: UrlOption = None, http: HttpOption = None) -> None:
     """The HTTP edge alone, against a shared bus (RabbitMQ)."""
     settings = _settings(url=url, http=http)
+    bus_url = settings.bus_url(embedded=False)
+    bus = Bus(bus_url, source="govbus/edge")
     try:
-        edge_app = create_app(settings=settings)
+        edge_app = create_app(bus=bus, settings=settings)
     except ConfigError as exc:
         raise fail(str(exc), 2) from None
 
     async def run() -> None:
         stop = _stop_on_signals()
-        typer.echo(
-            f"govbus edge: http://{settings.http}  bus {_redact(settings.bus_url(embedded=False))}"
-        )
-        await serve_edge(edge_app, settings.http, stop)
+        # Connected before serving: an unreachable broker is one line here, not a lifespan
+        # failure inside the server.
+        async with bus:
+            typer.echo(f"govbus edge: http://{settings.http}  bus {_redact(bus_url)}")
+            await serve_edge(edge_app, settings.http, stop)
 
     try:
         asyncio.run(run())

@@ -152,6 +152,11 @@ def test_sigterm_with_an_open_stream_exits_zero_and_keeps_state(tmp_path):
         (["edge", "--http", "127.0.0.1:1"], {"GOVBUS_AUTH_SECRET": ""}, "GOVBUS_AUTH_SECRET"),
         (["up", "--http", "nonsense"], {}, "GOVBUS_HTTP"),
         (["edge"], {"GOVBUS_AUTH": "maybe"}, "GOVBUS_AUTH"),
+        (
+            ["edge", "--url", "amqp://guest:guest@127.0.0.1:1/"],
+            {"GOVBUS_AUTH_SECRET": "k" * 40},
+            "cannot reach the broker",
+        ),
         (["token", "--scope", "root"], {"GOVBUS_AUTH_SECRET": "k" * 40}, "unknown scope"),
         (["token", "--scope", "events:read"], {}, "GOVBUS_AUTH_SECRET"),
         (["token", "--scope", "events:read"], {"GOVBUS_AUTH_SECRET": "short"}, "at least 32"),
