@@ -9,6 +9,7 @@ import inspect
 import logging
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any, Protocol
@@ -67,6 +68,16 @@ def _hypercorn(http: str) -> HypercornConfig:
     return config
 
 
+def check_listen(http: str) -> None:
+    """Raise `ConfigError` naming GOVBUS_HTTP if nothing can listen on `http` (in use, ...)."""
+    host, _, port = http.rpartition(":")
+    try:
+        with socket.create_server((host.strip("[]"), int(port))):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"GOVBUS_HTTP: cannot listen on {http}: {exc.strerror}") from None
+
+
 async def serve_edge(app_: Quart, http: str, stop: asyncio.Event) -> None:
     """Serve the edge with hypercorn on this loop until `stop` is set."""
 
@@ -74,7 +85,10 @@ async def serve_edge(app_: Quart, http: str, stop: asyncio.Event) -> None:
         await stop.wait()
         close_streams(app_)  # open event streams end now instead of holding the shutdown up
 
-    await hypercorn_serve(app_, _hypercorn(http), shutdown_trigger=shutdown_trigger)
+    try:
+        await hypercorn_serve(app_, _hypercorn(http), shutdown_trigger=shutdown_trigger)
+    except OSError as exc:  # lost the race for the port since check_listen
+        raise ConfigError(f"GOVBUS_HTTP: cannot listen on {http}: {exc.strerror}") from None
 
 
 @contextlib.asynccontextmanager
@@ -106,6 +120,10 @@ def up(
 ) -> None:
     """Discovery, manager and edge in one process (embedded bus by default). Ctrl-C stops."""
     settings = _settings(url=url, db=db, http=http)
+    try:
+        check_listen(settings.http)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     minted = None
     if settings.auth == "required" and not (settings.auth_secret or settings.auth_public_key):
         settings = settings.model_copy(update={"auth_secret": new_secret()})
@@ -168,6 +186,10 @@ def _redact(url: str) -> str:
 def edge(url: UrlOption = None, http: HttpOption = None) -> None:
     """The HTTP edge alone, against a shared bus (RabbitMQ)."""
     settings = _settings(url=url, http=http)
+    try:
+        check_listen(settings.http)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     bus_url = settings.bus_url(embedded=False)
     bus = Bus(bus_url, source="govbus/edge")
     try:

@@ -151,6 +151,7 @@ def test_sigterm_with_an_open_stream_exits_zero_and_keeps_state(tmp_path):
     [
         (["edge", "--http", "127.0.0.1:1"], {"GOVBUS_AUTH_SECRET": ""}, "GOVBUS_AUTH_SECRET"),
         (["up", "--http", "nonsense"], {}, "GOVBUS_HTTP"),
+        (["up", "--http", "192.0.2.1:8080"], {}, "cannot listen"),
         (["edge"], {"GOVBUS_AUTH": "maybe"}, "GOVBUS_AUTH"),
         (
             ["edge", "--url", "amqp://guest:guest@127.0.0.1:1/"],
