@@ -3,11 +3,14 @@ changes. The article's `/resource` and `/resource/<name>` are the same queries."
 
 from __future__ import annotations
 
+import itertools
+
 from quart import Blueprint, Response, request
 
 from bus.edge._context import call, endpoint, json_body, json_response, path_param, query
 from bus.edge.models import RESOURCE_NAME, ResourcesQuery, pairs_to_dict
 from bus.edge.problems import Problem
+from bus.errors import Conflict
 from schemas.resources import SPEC_ADAPTER, Resource, ResourcePatch
 from schemas.rpc import (
     CreateResourceRequest,
@@ -24,6 +27,7 @@ blueprint = Blueprint("resources", __name__)
 READ = "resources:read"
 WRITE = "resources:write"
 MAX_VERSION = 2**63 - 1
+UNCONDITIONAL_ATTEMPTS = 5
 
 
 def _etag(resource: Resource) -> dict[str, str]:
@@ -93,11 +97,21 @@ async def update_resource(name: str) -> Response:
     name = path_param(RESOURCE_NAME, "name", name)
     expected = _if_match()
     changes = await json_body(ResourcePatch)
-    if expected is None:
-        expected = (await _one(name)).version
     # Only the fields given travel: an unset field is "keep", never null.
     params = {"name": name, "expected_version": expected, "changes": changes.changes()}
-    resource = (await call("manager.update", params, ResourceReply)).root
+    if expected is not None:
+        resource = (await call("manager.update", params, ResourceReply)).root
+        return json_response(resource, headers=_etag(resource))
+    # No If-Match: no precondition, so the change applies to whatever version is current
+    # (read, then update at that version; again if a concurrent change came first).
+    for attempt in itertools.count(1):
+        params["expected_version"] = (await _one(name)).version
+        try:
+            resource = (await call("manager.update", params, ResourceReply)).root
+            break
+        except Conflict:
+            if attempt >= UNCONDITIONAL_ATTEMPTS:
+                raise
     return json_response(resource, headers=_etag(resource))
 
 

@@ -72,8 +72,9 @@ def test_readme_tour_runs_verbatim_against_govbus_up(tmp_path):
         wait_ready(proc, port)
         script = readme_tour().replace("127.0.0.1:8080", f"127.0.0.1:{port}")
         script += "\nsleep 1.5\nkill $! 2>/dev/null || true\n"
+        # twice: the tour leaves the state as it found it, so it can be run again
         run = subprocess.run(
-            ["bash", "-e", "-c", script],
+            ["bash", "-e", "-c", script + "\n" + script],
             check=False,
             cwd=tmp_path,
             capture_output=True,
@@ -84,7 +85,7 @@ def test_readme_tour_runs_verbatim_against_govbus_up(tmp_path):
         out = run.stdout
         assert "/problems/" not in out, out
         assert '"instance_id":"host-1"' in out and '"host":"host-1"' in out
-        for event in ("resource.updated", "registry.instance.deregistered"):
+        for event in ("resource.updated", "registry.instance.deregistered", "resource.deleted"):
             assert f"event: {event}" in out, out
         ids = [line for line in out.splitlines() if line.startswith("id: ")]
         assert len(ids) == len(set(ids)), "an event reached the stream twice"
