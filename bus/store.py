@@ -176,8 +176,11 @@ class OutboxRelay:
             except (BusError, SQLAlchemyError, OSError) as exc:
                 # OSError: asyncpg raises a refused or dropped connection unwrapped.
                 log.warning("outbox relay: %s; retrying", exc)
+            # Not `asyncio.wait_for`: on Python 3.11 it swallows a cancel that arrives as the
+            # wait completes (notify() then stop()), and stop() would wait for this task forever.
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def flush(self) -> int:
