@@ -20,7 +20,7 @@ from sqlalchemy import select
 from bus import Bus
 from bus.errors import Conflict
 from bus.message import EventMeta
-from bus.store import OutboxRelay, OutboxRow, Store, create_engine
+from bus.store import OutboxRelay, OutboxRow, Store, create_engine, create_tables
 from manager_worker import SOURCE, ManagerConfig, bootstrap, commands, reactions
 from manager_worker.db import ResourceRow
 from schemas import (
@@ -318,6 +318,25 @@ async def test_the_relay_outlives_an_unreachable_database(memory_url):
         assert relay._task is not None and not relay._task.done()
         with pytest.raises(OSError):
             await relay.stop()  # its last flush still reports the outage to the caller
+    finally:
+        await store.close()
+        await bus.close()
+
+
+async def test_the_relay_stops_when_woken_just_before_stop(memory_url, tmp_path):
+    """A commit notifies the relay and a shutdown follows at once: stop() must return (on
+    Python 3.11 `asyncio.wait_for` swallowed that cancel and stop() hung for ever)."""
+    bus = Bus(memory_url, source=SOURCE)
+    await bus.start()
+    store = Store(create_engine(f"sqlite+aiosqlite:///{tmp_path}/relay.db"))
+    await create_tables(store.engine)
+    relay = OutboxRelay(store, bus.publisher, poll_s=0.05)
+    try:
+        for _ in range(20):
+            await relay.start()
+            await asyncio.sleep(0.002)
+            relay.notify()
+            await asyncio.wait_for(relay.stop(), 5)
     finally:
         await store.close()
         await bus.close()
