@@ -148,3 +148,22 @@ async def hold_host(session: AsyncSession, host: str) -> str | None:
         update(HostRow).where(HostRow.instance_id == host).values(status=HostRow.status)
     )
     return await session.scalar(select(HostRow.status).where(HostRow.instance_id == host))
+
+
+async def move_on_host(
+    session: AsyncSession, host: str, previous: str, status: str, at: datetime
+) -> list[StoredResource]:
+    """Set every resource on `host` that is `previous` to `status` (version + 1), in one
+    statement; returns them as they are now, in name order.
+
+    One `UPDATE ... RETURNING`, not a read then a write: it never loses a race with another
+    manager, so host events need no retry however busy the resources are.
+    """
+    rows = await session.scalars(
+        update(ResourceRow)
+        .where(ResourceRow.host == host, ResourceRow.status == previous)
+        .values(status=status, version=ResourceRow.version + 1, updated_at=at.astimezone(UTC))
+        .returning(ResourceRow),
+        execution_options={"synchronize_session": False},
+    )
+    return sorted((to_resource(row) for row in rows), key=lambda r: r.name)

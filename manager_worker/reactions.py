@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 
-from bus.errors import Retry
 from bus.message import EventMeta
 from bus.store import mark_processed
 from manager_worker import inventory
@@ -102,27 +101,21 @@ async def _host_health(ctx: Context, meta: EventMeta, host: str, health: str, re
         # change sees the VM): see `commands.create`.
         await inventory.set_host(session, host, health, meta.time)
         changed = 0
-        for current in await inventory.on_host(session, host, from_statuses):
-            moved = current.model_copy(
-                update={"status": status, "version": current.version + 1, "updated_at": meta.time}
-            )
-            if not await inventory.replace(session, current.version, moved):
-                # Another manager changed it since we read it: roll back (inbox mark too) and
-                # let the consumer run the whole event again.
-                raise Retry(f"{current.name} changed concurrently")
-            stage(
-                session,
-                ResourceStatusChanged(
-                    resource=moved,
-                    version=moved.version,
-                    previous=current.status,
-                    status=status,
-                    reason=reason,
-                ),
-                event_id=derived_id(meta.id, current.id, ResourceStatusChanged.TYPE),
-                time=meta.time,
-            )
-            changed += 1
+        for previous in from_statuses:
+            for moved in await inventory.move_on_host(session, host, previous, status, meta.time):
+                stage(
+                    session,
+                    ResourceStatusChanged(
+                        resource=moved,
+                        version=moved.version,
+                        previous=previous,
+                        status=status,
+                        reason=reason,
+                    ),
+                    event_id=derived_id(meta.id, moved.id, ResourceStatusChanged.TYPE),
+                    time=meta.time,
+                )
+                changed += 1
     if changed:
         log.info("host %s: %d resource(s) now %s (%s)", host, changed, status, reason)
         ctx.notify()

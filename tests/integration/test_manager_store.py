@@ -253,6 +253,24 @@ async def test_two_managers_on_one_postgres_database_never_corrupt_each_other(me
             ).root
             assert (after.status, after.version) == ("unreachable", 34)
 
+            # The host recovers (handled by one worker) while the other keeps updating web-1:
+            # the reaction's single UPDATE never loses the race, so it needs no retry.
+            back = EventMeta(
+                id=str(uuid.uuid4()),
+                type="registry.instance.status_changed",
+                source="govbus/discovery",
+                time=T0,
+            )
+            recovered = status_changed("h-1", "critical", "passing", "recovered")
+            await asyncio.gather(
+                bump(workers[0].context, 10),
+                reactions.on_status_changed(recovered, back, ctx=workers[1].context),
+            )
+            after = (
+                await commands.get_resource(ResourceRequest(name="web-1"), ctx=h.worker.context)
+            ).root
+            assert (after.status, after.labels["count"], after.version) == ("active", "40", 45)
+
             # Each worker runs a relay on the database, and relaying is at-least-once: both may
             # publish a row. De-duplicated by event id (as consumers do), every version of web-1
             # arrives once and in order.
@@ -264,9 +282,9 @@ async def test_two_managers_on_one_postgres_database_never_corrupt_each_other(me
                 return list(first.values())
 
             await eventually(
-                lambda: versions() == list(range(1, 35)),
+                lambda: versions() == list(range(1, 46)),
                 timeout=10,
-                what="web-1 versions 1..34 in order",
+                what="web-1 versions 1..45 in order",
             )
         finally:
             await second.stop()
