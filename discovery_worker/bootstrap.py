@@ -22,10 +22,9 @@ from bus.clock import Clock
 from bus.consumer import EventConsumer
 from bus.errors import BusError
 from bus.message import EventMeta
-from bus.publisher import Publisher
 from bus.rpc import Method, RpcServer
 from bus.settings import load_settings
-from bus.store import OutboxRelay, Store, create_engine
+from bus.store import Store, create_engine
 
 from ._time import from_us, to_us
 from .balancer import Balancer
@@ -75,7 +74,6 @@ class DiscoveryWorker:
         self.journal = Journal(
             store, self.registry, clock=clock, consumer=config.queue, source=config.source
         )
-        self.relay = OutboxRelay(store, Publisher(bus.transport, source=config.source, clock=clock))
         self.consumer: EventConsumer | None = None
         self.server: RpcServer | None = None
         self._owns_store = owns_store
@@ -85,6 +83,7 @@ class DiscoveryWorker:
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: int | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     @property
     def ready(self) -> bool:
@@ -136,11 +135,15 @@ class DiscoveryWorker:
             await self.consumer.stop()
             with contextlib.suppress(ValueError):
                 self.bus.consumers.remove(self.consumer)
-        for task in (self._timer, self._flusher):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        # The timer is only ever cancelled while it sleeps; the flusher is asked to finish,
+        # never cancelled: cancelling an aiosqlite call mid-flight can hang its connection.
+        if self._timer is not None:
+            self._timer.cancel()
+            await asyncio.wait([self._timer])
+        self._closing = True
+        self._wake.set()
+        if self._flusher is not None:
+            await self._flusher
         self._timer = self._flusher = None
         if self._background:
             await asyncio.wait(self._background)
@@ -165,7 +168,7 @@ class DiscoveryWorker:
         async with self.journal.lock:
             await self.journal.flush_locked()
             if self.journal.unpublished:
-                await self.relay.flush()
+                await self.journal.relay_locked(self.bus.transport)
                 self.journal.unpublished = False
 
     async def settle(self) -> None:
@@ -229,6 +232,8 @@ class DiscoveryWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.flush_interval_s)
             self._wake.clear()
+            if self._closing:
+                return  # `stop()` writes the last batch itself
             try:
                 await self.publish()
             except (BusError, SQLAlchemyError, OSError) as exc:

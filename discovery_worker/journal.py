@@ -24,9 +24,11 @@ from sqlalchemy.types import JSON
 
 from bus.clock import Clock
 from bus.store import Base, InboxRow, OutboxRow, Store
+from bus.transport.base import Transport
 
 from ._entry import Entry
 from ._time import from_us
+from .outbox import prune, relay
 from .registry import Derived, Registry
 
 log = logging.getLogger(__name__)
@@ -155,6 +157,7 @@ class Journal:
         self.source = source
         self.marks: set[str] = set()
         self.flushes = 0
+        self.relayed = 0
         self.unpublished = False  # events were committed to the outbox since the last relay
         # Every write of this worker (flushes and the outbox relay) takes it: one writer at a
         # time, which SQLite needs and which keeps the outbox published in order.
@@ -177,6 +180,7 @@ class Journal:
             protection_exited_us=state.get("protection_exited_us", 0),
             placements={p.resource_id: (p.host, p.version) for p in placements},
         )
+        self.unpublished = True  # a crash may have left committed events unpublished
         log.info("restored %d instance(s) at index %d", len(rows), self.registry.index)
 
     async def seen(self, event_id: str) -> bool:
@@ -255,6 +259,15 @@ class Journal:
         if pending:
             self.unpublished = True
         return len(rows) + len(removed) + len(placements) + len(pending)
+
+    async def relay_locked(self, transport: Transport) -> int:
+        """Publish this worker's committed derived events (the caller holds `lock`)."""
+        total = await relay(self.store, transport, self.source)
+        if total:
+            before, self.relayed = self.relayed, self.relayed + total
+            if before // 1000 != self.relayed // 1000:
+                await prune(self.store, self.source)
+        return total
 
     def _outbox_row(self, derived: Derived) -> dict[str, Any]:
         return {

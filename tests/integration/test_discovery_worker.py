@@ -83,6 +83,7 @@ class Harness:
         self.client = Bus(url, source="test", clock=clock)
         self.events: list[tuple[EventMeta, Any]] = []
         self.worker: DiscoveryWorker | None = None
+        self.capture: Any = None
         self._worker_bus: Bus | None = None
 
     async def start_worker(self) -> DiscoveryWorker:
@@ -141,6 +142,7 @@ async def harness(
 
     consumer = EventConsumer(transport, capture, dict.fromkeys(EVENT_TYPES, record), EVENT_TYPES)
     await consumer.start()
+    h.capture = consumer
     try:
         await h.start_worker()
         yield h
@@ -463,3 +465,33 @@ async def test_least_loaded_counts_resources_learnt_from_resource_events(
         await h.publish(Heartbeat(service=unique, instance_id=f"{unique}-a", load=0.9))
         await eventually(lambda: h.worker.registry.instances[f"{unique}-a"].load == 0.9)
         assert await least() == "b"  # load first, then resources
+
+
+async def test_events_committed_but_not_published_go_out_on_restart(memory_url, tmp_path, unique):
+    from pydantic_core import to_json
+
+    from bus.store import Store, add_to_outbox, create_engine
+    from schemas import InstanceDeregistered
+
+    db = f"sqlite+aiosqlite:///{tmp_path}/d.db"
+    async with harness(memory_url, unique, db) as h:
+        # Right after start: stopping must not hang (nor cancel a store call mid-flight).
+        await asyncio.wait_for(h.stop_worker(), 10)
+        assert not any(t.done() for t in h.capture._workers)
+        # As a crash between the flush's commit and the relay would leave it:
+        store = Store(create_engine(db))
+        event = InstanceDeregistered(service=unique, instance_id=f"{unique}-x")
+        async with store.unit_of_work() as session:
+            add_to_outbox(
+                session,
+                event_id="crash-left-1",
+                event_type=event.TYPE,
+                source=SOURCE,
+                time=T0,
+                body=to_json(event),
+            )
+        await store.close()
+        await h.start_worker()
+        await eventually(lambda: h.of("registry.instance.deregistered"), what="relayed")
+        ((meta, _),) = [(m, e) for m, e in h.events if m.type == event.TYPE]
+        assert (meta.id, meta.source, meta.time) == ("crash-left-1", SOURCE, T0)
