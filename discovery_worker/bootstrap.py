@@ -143,7 +143,9 @@ class DiscoveryWorker:
         self._closing = True
         self._wake.set()
         if self._flusher is not None:
-            await self._flusher
+            await asyncio.wait([self._flusher])
+            if not self._flusher.cancelled() and self._flusher.exception() is not None:
+                log.error("discovery worker: the flush loop died: %s", self._flusher.exception())
         self._timer = self._flusher = None
         if self._background:
             await asyncio.wait(self._background)
