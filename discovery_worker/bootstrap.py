@@ -167,11 +167,15 @@ class DiscoveryWorker:
 
         One path, under one lock, so an event is never published twice by this worker.
         """
-        async with self.journal.lock:
-            await self.journal.flush_locked()
-            if self.journal.unpublished:
-                await self.journal.relay_locked(self.bus.transport)
-                self.journal.unpublished = False
+        journal = self.journal
+        async with journal.lock:
+            await journal.flush_locked()
+            if journal.unpublished:
+                journal.committed.clear()  # their rows are unsent: the relay takes them too
+                await journal.relay_locked(self.bus.transport)
+                journal.unpublished = False
+            elif journal.committed:
+                await journal.publish_committed_locked(self.bus.transport)
 
     async def settle(self) -> None:
         """Apply what is due, write it and publish its events (tests and replay use this)."""
@@ -205,7 +209,8 @@ class DiscoveryWorker:
         await self._publish_quietly()
 
     async def _publish_quietly(self) -> None:
-        if not (self.registry.pending or self.journal.unpublished):
+        journal = self.journal
+        if not (self.registry.pending or journal.committed or journal.unpublished):
             return
         try:
             await self.publish()

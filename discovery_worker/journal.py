@@ -11,11 +11,12 @@ re-derives what was lost, with the same deterministic ids.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
 from pydantic_core import to_json
-from sqlalchemy import BigInteger, Boolean, Float, Integer, String, delete, select
+from sqlalchemy import BigInteger, Boolean, Float, Integer, String, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +24,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import JSON
 
 from bus.clock import Clock
+from bus.errors import Unroutable
+from bus.message import event_message
 from bus.store import Base, InboxRow, OutboxRow, Store
+from bus.topology import EVENTS
 from bus.transport.base import Transport
 
 from ._entry import Entry
@@ -158,7 +162,12 @@ class Journal:
         self.marks: set[str] = set()
         self.flushes = 0
         self.relayed = 0
-        self.unpublished = False  # events were committed to the outbox since the last relay
+        # Events committed but not yet published / published but not yet marked sent.
+        self.committed: list[Derived] = []
+        self.sent: list[str] = []
+        # The outbox may hold unsent rows only the relay can find (left by a crash, or by a
+        # failed publish): the next publish pass relays from the table.
+        self.unpublished = False
         # Every write of this worker (flushes and the outbox relay) takes it: one writer at a
         # time, which SQLite needs and which keeps the outbox published in order.
         self.lock = asyncio.Lock()
@@ -206,7 +215,10 @@ class Journal:
     async def flush_locked(self) -> int:
         """`flush()` for a caller that holds `lock`."""
         reg = self.registry
-        if not (reg.dirty or reg.removed or reg.dirty_placements or reg.pending or self.marks):
+        if (
+            not (reg.dirty or reg.removed or reg.dirty_placements or reg.pending or self.marks)
+            and not self.sent
+        ):
             return 0
         # Take everything synchronously (handlers keep changing memory while we await).
         dirty, reg.dirty = reg.dirty, set()
@@ -214,6 +226,7 @@ class Journal:
         moved, reg.dirty_placements = reg.dirty_placements, set()
         pending, reg.pending = reg.pending, []
         marks, self.marks = self.marks, set()
+        sent, self.sent = self.sent, []
         rows = [_row(reg.instances[i]) for i in sorted(dirty) if i in reg.instances]
         placements = [
             {"resource_id": r, "host": reg.placements[r][0], "version": reg.placements[r][1]}
@@ -248,26 +261,57 @@ class Journal:
                         _insert(session, OutboxRow.__table__).on_conflict_do_nothing(),
                         [self._outbox_row(d) for d in pending],
                     )
+                if sent:
+                    await session.execute(
+                        update(OutboxRow).where(OutboxRow.event_id.in_(sent)).values(sent=1)
+                    )
         except BaseException:
             reg.dirty |= dirty - reg.removed
             reg.removed |= removed - reg.dirty
             reg.dirty_placements |= moved
             reg.pending[:0] = pending
             self.marks |= marks
+            self.sent[:0] = sent
             raise
         self.flushes += 1
-        if pending:
-            self.unpublished = True
+        self.committed.extend(pending)
         return len(rows) + len(removed) + len(placements) + len(pending)
+
+    async def publish_committed_locked(self, transport: Transport) -> int:
+        """Publish the events the last flushes committed, straight from memory.
+
+        They are marked sent by the next flush (a crash before that republishes them:
+        at-least-once). If publishing fails, the outbox relay (`relay_locked`) takes over.
+        """
+        committed, self.committed = self.committed, []
+        try:
+            for derived in committed:
+                message = event_message(
+                    event_type=derived.event.TYPE,
+                    body=to_json(derived.event),
+                    event_id=derived.event_id,
+                    source=self.source,
+                    time=from_us(derived.time_us),
+                )
+                with contextlib.suppress(Unroutable):  # nobody listens (embedded broker only)
+                    await transport.publish(EVENTS, derived.event.TYPE, message)
+                self.sent.append(derived.event_id)
+        except BaseException:
+            self.unpublished = True  # the unsent rows are in the outbox: the relay finds them
+            raise
+        await self._count_relayed(len(committed))
+        return len(committed)
 
     async def relay_locked(self, transport: Transport) -> int:
         """Publish this worker's committed derived events (the caller holds `lock`)."""
         total = await relay(self.store, transport, self.source)
-        if total:
-            before, self.relayed = self.relayed, self.relayed + total
-            if before // 1000 != self.relayed // 1000:
-                await prune(self.store, self.source)
+        await self._count_relayed(total)
         return total
+
+    async def _count_relayed(self, count: int) -> None:
+        before, self.relayed = self.relayed, self.relayed + count
+        if before // 1000 != self.relayed // 1000:  # now and then, forget old sent rows
+            await prune(self.store, self.source)
 
     def _outbox_row(self, derived: Derived) -> dict[str, Any]:
         return {

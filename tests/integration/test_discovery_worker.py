@@ -319,6 +319,11 @@ async def test_restart_keeps_the_registry(memory_url, db_url, unique):
         assert after["index"] == before["index"]
         b = after["instances"][1]
         assert (b["status"], b["load"], b["note"]) == ("warning", 0.5, "busy")
+        # What was published before the restart was marked sent: nothing goes out twice.
+        await h.worker.settle()
+        await eventually(lambda: len(h.transitions()) == 4)
+        assert len(h.of("registry.instance.registered")) == 2
+        assert len({m.id for m, _ in h.events}) == len(h.events)
 
 
 async def test_restart_judges_instances_by_their_real_last_heartbeat(memory_url, tmp_path, unique):
