@@ -61,32 +61,36 @@ def _processes(commands: dict[str, list[str]], env: dict[str, str], logs: Path) 
                 proc.communicate()
 
 
-async def _until_listed(base: str, headers: dict[str, str], timeout: float = 60) -> None:
+async def _until_listed(base: str, headers: dict[str, str], timeout: float = 90) -> None:
+    """Register the instances once the discovery worker answers (it consumes its queue before
+    it serves queries, so nothing registered is lost), then wait until they are listed."""
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(headers=headers, timeout=5) as client:
-        registered = False
         while True:
             try:
-                if not registered:
-                    for i in range(INSTANCES):
-                        instance = {
-                            "service": "web",
-                            "instance_id": f"web-{i}",
-                            "address": "10.0.0.1",
-                            "port": 8000 + i,
-                            "tags": ["bench"],
-                            "ttl_s": 3600,
-                        }
-                        r = await client.post(f"{base}/v1/instances", json=instance)
-                        r.raise_for_status()
-                    registered = True
-                r = await client.get(f"{base}/v1/services/web")
-                if r.status_code == 200 and len(r.json()["instances"]) == INSTANCES:
-                    return
+                if (await client.get(f"{base}/v1/services")).status_code == 200:
+                    break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError("the edge and the discovery worker never answered")
+            await asyncio.sleep(0.2)
+        for i in range(INSTANCES):
+            instance = {
+                "service": "web",
+                "instance_id": f"web-{i}",
+                "address": "10.0.0.1",
+                "port": 8000 + i,
+                "tags": ["bench"],
+                "ttl_s": 3600,
+            }
+            (await client.post(f"{base}/v1/instances", json=instance)).raise_for_status()
+        while True:
+            r = await client.get(f"{base}/v1/services/web")
+            if r.status_code == 200 and len(r.json()["instances"]) == INSTANCES:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the instances were never all listed: {r.text[:300]}")
             await asyncio.sleep(0.2)
 
 
