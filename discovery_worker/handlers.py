@@ -49,7 +49,7 @@ EventHandler = Callable[..., Awaitable[None]]
 async def register(
     event: Register, meta: EventMeta, *, registry: Registry, journal: Journal
 ) -> None:
-    if not await journal.seen(meta.id):
+    if not journal.seen(meta.id):
         registry.register(event, meta.id, to_us(meta.time))
         journal.mark(meta.id)
     await journal.flush()
@@ -58,14 +58,14 @@ async def register(
 async def deregister(
     event: Deregister, meta: EventMeta, *, registry: Registry, journal: Journal
 ) -> None:
-    if not await journal.seen(meta.id):
+    if not journal.seen(meta.id):
         registry.deregister(event, meta.id, to_us(meta.time))
         journal.mark(meta.id)
     await journal.flush()
 
 
 async def drain(event: Drain, meta: EventMeta, *, registry: Registry, journal: Journal) -> None:
-    if not await journal.seen(meta.id):
+    if not journal.seen(meta.id):
         registry.drain(event, meta.id, to_us(meta.time))
         journal.mark(meta.id)
     await journal.flush()

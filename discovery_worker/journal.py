@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
+from datetime import timedelta
 from typing import Any
 
 from pydantic_core import to_json
@@ -72,6 +74,11 @@ class StateRow(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
 
+
+INBOX_WINDOW = timedelta(days=7)
+INBOX_MEMORY = 200_000
+"""Processed event ids kept in memory for de-duplication: those of the last week, at most
+this many (a broker only redelivers what was never acknowledged: always recent)."""
 
 TABLES = [
     Base.metadata.tables[name]
@@ -160,6 +167,7 @@ class Journal:
         self.consumer = consumer
         self.source = source
         self.marks: set[str] = set()
+        self.processed: OrderedDict[str, None] = OrderedDict()
         self.flushes = 0
         self.relayed = 0
         # Events committed but not yet published / published but not yet marked sent.
@@ -189,20 +197,34 @@ class Journal:
             protection_exited_us=state.get("protection_exited_us", 0),
             placements={p.resource_id: (p.host, p.version) for p in placements},
         )
+        async with self.store.unit_of_work() as session:
+            recent = (
+                await session.scalars(
+                    select(InboxRow.event_id)
+                    .where(
+                        InboxRow.consumer == self.consumer,
+                        InboxRow.processed_at >= self.clock.now() - INBOX_WINDOW,
+                    )
+                    .order_by(InboxRow.processed_at.desc())
+                    .limit(INBOX_MEMORY)
+                )
+            ).all()
+        self.processed = OrderedDict.fromkeys(reversed(recent))
         self.unpublished = True  # a crash may have left committed events unpublished
         log.info("restored %d instance(s) at index %d", len(rows), self.registry.index)
 
-    async def seen(self, event_id: str) -> bool:
-        """Whether an event was already processed (and its effect flushed)."""
-        if event_id in self.marks:
-            return True  # applied, not flushed yet: its effect is in memory
-        async with self.store.unit_of_work() as session:
-            found = await session.get(InboxRow, (self.consumer, event_id))
-        return found is not None
+    def seen(self, event_id: str) -> bool:
+        """Whether an event was already processed (its effect is in memory, flushed or about
+        to be). Answered from memory: the recent inbox is loaded at start, and redeliveries
+        are always recent (a broker only redelivers what was never acknowledged)."""
+        return event_id in self.processed
 
     def mark(self, event_id: str) -> None:
-        """Record `event_id` as processed in the next flush."""
+        """Record `event_id` as processed (in the inbox by the next flush)."""
         self.marks.add(event_id)
+        self.processed[event_id] = None
+        if len(self.processed) > INBOX_MEMORY:
+            self.processed.popitem(last=False)
 
     async def flush(self) -> int:
         """Write what changed since the last flush in one transaction; returns rows written.

@@ -500,3 +500,19 @@ async def test_events_committed_but_not_published_go_out_on_restart(memory_url, 
         await eventually(lambda: h.of("registry.instance.deregistered"), what="relayed")
         ((meta, _),) = [(m, e) for m, e in h.events if m.type == event.TYPE]
         assert (meta.id, meta.source, meta.time) == ("crash-left-1", SOURCE, T0)
+
+
+async def test_a_redelivery_after_a_restart_has_no_second_effect(memory_url, db_url, unique):
+    async with harness(memory_url, unique, db_url) as h:
+        registration = reg(unique, "a")
+        await h.publish(registration, event_id="22222222-2222-4222-8222-222222222222")
+        await eventually(lambda: f"{unique}-a" in h.worker.registry.instances)
+        await h.publish(Deregister(service=unique, instance_id=f"{unique}-a"))
+        await eventually(lambda: f"{unique}-a" not in h.worker.registry.instances)
+        await h.stop_worker()
+        await h.start_worker()
+        assert "22222222-2222-4222-8222-222222222222" in h.worker.journal.processed
+        await h.publish(registration, event_id="22222222-2222-4222-8222-222222222222")
+        await h.publish(reg(unique, "marker"))
+        await eventually(lambda: f"{unique}-marker" in h.worker.registry.instances)
+        assert f"{unique}-a" not in h.worker.registry.instances
