@@ -36,6 +36,8 @@ from bus.topology import EVENTS
 from bus.transport.base import QueueSpec
 from schemas import Deregister, Drain, Heartbeat, HeartbeatUnknown, Register, Status
 
+__all__ = ["Check", "Health", "ServiceAgent"]
+
 log = logging.getLogger(__name__)
 
 
@@ -198,6 +200,3 @@ class ServiceAgent:
             await self.clock.sleep_until(due)
             due += step
             await self.beat()
-
-
-__all__ = ["Check", "Health", "ServiceAgent"]
