@@ -111,7 +111,7 @@ class DiscoveryWorker:
             for name, m in RPC_METHODS.items()
         }
         self.server = await self.bus.serve(namespace, methods)
-        self._started = True
+        self._started, self._closing = True, False
         self.tick()  # what fell due while the worker was away
         self._wake.set()  # and what a crash left in the outbox
         self._flusher = asyncio.get_running_loop().create_task(
@@ -151,7 +151,7 @@ class DiscoveryWorker:
             await asyncio.wait(self._background)
         try:
             await self.publish()
-        except (BusError, SQLAlchemyError) as exc:
+        except (BusError, SQLAlchemyError, OSError) as exc:
             log.error("discovery worker: the last flush failed: %s", exc)
             log.debug("last flush", exc_info=exc)
         if self._owns_store:
