@@ -181,8 +181,14 @@ async def delete(request: DeleteResourceRequest, *, ctx: Context) -> DeleteReply
         current = await _existing(session, request.name)
         if request.expected_version is not None and current.version != request.expected_version:
             raise _stale(current, request.expected_version)
-        if not await inventory.remove(session, current.id, current.version):
+        # Without `expected_version` the delete applies to whatever version is current (a host
+        # event may just have moved it); with one, only to that version.
+        removed = await inventory.remove(session, current.id, request.expected_version)
+        if removed is None and request.expected_version is None:
+            raise NotFound(f"no resource named {request.name!r}", {"name": request.name})
+        if removed is None:
             raise _stale(current, request.expected_version or current.version)
+        current = removed
         if current.kind == "vm":
             # Checked after the delete took the row lock: see `inventory.hold_vm`.
             volumes = await inventory.attached_to(session, current.name)

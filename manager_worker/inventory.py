@@ -48,12 +48,18 @@ async def replace(session: AsyncSession, expected: int, resource: StoredResource
     return bool(getattr(result, "rowcount", 0))
 
 
-async def remove(session: AsyncSession, resource_id: str, expected: int) -> bool:
-    """Delete the row if it is still at version `expected`."""
-    result = await session.execute(
-        delete(ResourceRow).where(ResourceRow.id == resource_id, ResourceRow.version == expected)
+async def remove(
+    session: AsyncSession, resource_id: str, expected: int | None
+) -> StoredResource | None:
+    """Delete the row (only if still at version `expected`, when given); returns it as it was
+    deleted, or None if there was nothing to delete."""
+    query = delete(ResourceRow).where(ResourceRow.id == resource_id)
+    if expected is not None:
+        query = query.where(ResourceRow.version == expected)
+    row = await session.scalar(
+        query.returning(ResourceRow), execution_options={"synchronize_session": False}
     )
-    return bool(getattr(result, "rowcount", 0))
+    return None if row is None else to_resource(row)
 
 
 async def on_host(

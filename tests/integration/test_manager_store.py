@@ -271,6 +271,29 @@ async def test_two_managers_on_one_postgres_database_never_corrupt_each_other(me
             ).root
             assert (after.status, after.labels["count"], after.version) == ("active", "40", 45)
 
+            # A delete without expected_version applies to whatever version is current, even
+            # when a host event moves the resource between the delete's read and its write.
+            for i in range(6):
+                await h.vm(f"tmp-{i}")
+                health = ("critical", "passing")[i % 2]
+                flip = EventMeta(
+                    id=str(uuid.uuid4()),
+                    type="registry.instance.status_changed",
+                    source="govbus/discovery",
+                    time=T0,
+                )
+                deleted, _ = await asyncio.gather(
+                    commands.delete(
+                        DeleteResourceRequest(name=f"tmp-{i}"), ctx=workers[i % 2].context
+                    ),
+                    reactions.on_status_changed(
+                        status_changed("h-1", "passing", health, "reported"),
+                        flip,
+                        ctx=workers[(i + 1) % 2].context,
+                    ),
+                )
+                assert deleted.name == f"tmp-{i}"
+
             # Each worker runs a relay on the database, and relaying is at-least-once: both may
             # publish a row. De-duplicated by event id (as consumers do), every version of web-1
             # arrives once and in order.
@@ -281,10 +304,14 @@ async def test_two_managers_on_one_postgres_database_never_corrupt_each_other(me
                         first.setdefault(m.id, e.version)
                 return list(first.values())
 
+            last = (
+                await commands.get_resource(ResourceRequest(name="web-1"), ctx=h.worker.context)
+            ).root.version
+            assert last == 45 + 6  # the six host flips above moved web-1 too
             await eventually(
-                lambda: versions() == list(range(1, 46)),
+                lambda: versions() == list(range(1, last + 1)),
                 timeout=10,
-                what="web-1 versions 1..45 in order",
+                what=f"web-1 versions 1..{last} in order",
             )
         finally:
             await second.stop()
