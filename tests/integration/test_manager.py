@@ -105,6 +105,15 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path}/manager.db"
 
 
+_HOSTS = {"prefix": ""}
+
+
+def hid(name: str) -> str:
+    """A host id unique to the running test: on the shared broker, other runs of these very
+    tests publish registry events for their hosts at the same time."""
+    return f"{_HOSTS['prefix']}{name}"
+
+
 def host(instance_id: str, *, load: float | None = None, status: str = "passing") -> Instance:
     return Instance(
         service="host",
@@ -206,6 +215,7 @@ async def harness(
     """`discovery=True` serves a fake `discovery.pick`; False leaves it to a real worker (or
     to nobody) under the namespace `discovery_namespace(url, unique)`."""
     clock = clock or VirtualClock(T0)
+    _HOSTS["prefix"] = f"{unique}-"
     client = Bus(url, source="test", rpc_timeout=5.0)
     await client.start()
     queues = [f"{unique}.seen", f"{unique}.seen.dlq", f"{unique}.manager", f"{unique}.manager.dlq"]
@@ -217,9 +227,18 @@ async def harness(
     h: Harness | None = None
     try:
         seen: list[tuple[EventMeta, Any]] = []
+        stores: list[Any] = []  # the worker's, once built
 
         async def record(event: Any, meta: EventMeta) -> None:
-            seen.append((meta, event))
+            # The shared broker carries other managers' events too: keep this worker's only.
+            if not stores:
+                return
+            async with stores[0].unit_of_work() as session:
+                ours = await session.scalar(
+                    select(func.count()).select_from(OutboxRow).where(OutboxRow.event_id == meta.id)
+                )
+            if ours:
+                seen.append((meta, event))
 
         await client.subscribe(
             f"{unique}.seen",
@@ -253,6 +272,7 @@ async def harness(
                 **config,
             ),
         )
+        stores.append(worker.store)
         await worker.start()
         assert worker.ready
         h = Harness(client, worker_bus, worker, clock, queues, namespace, hosts, seen)
@@ -290,14 +310,14 @@ def summary(h: Harness, *types: str) -> list[tuple[str, str, int, str]]:
 
 async def test_create_update_delete_with_versions(broker_url, db_url, unique):
     async with harness(broker_url, db_url, unique) as h:
-        h.hosts.append(host("h-1", load=0.5))
+        h.hosts.append(host(hid("h-1"), load=0.5))
         vm = await h.vm("web-1")
-        assert (vm["status"], vm["host"], vm["version"]) == ("active", "h-1", 2)
+        assert (vm["status"], vm["host"], vm["version"]) == ("active", hid("h-1"), 2)
         assert vm["created_at"] == vm["updated_at"] == "2026-03-01T12:00:00Z"
         net = await h.create(kind="network", name="lan", cidr="10.1.0.0/16")
         assert (net["status"], net["host"], net["version"]) == ("active", None, 1)
         vol = await h.create(kind="volume", name="data", size_gb=10, attached_to="web-1")
-        assert (vol["host"], vol["version"], vol["attached_to"]) == ("h-1", 1, "web-1")
+        assert (vol["host"], vol["version"], vol["attached_to"]) == (hid("h-1"), 1, "web-1")
 
         await h.clock.advance(60)
         updated = await h.call(
@@ -324,7 +344,7 @@ async def test_create_update_delete_with_versions(broker_url, db_url, unique):
         page = await h.call("manager.resources")
         assert [r["name"] for r in page["items"]] == ["lan"]
 
-        await h.wait_events(8)
+        await h.wait_events(8, *MANAGER_TYPES[:4])
         assert summary(h) == [
             ("resource.created", "web-1", 1, "pending"),
             ("resource.status_changed", "web-1", 2, "active"),
@@ -335,14 +355,15 @@ async def test_create_update_delete_with_versions(broker_url, db_url, unique):
             ("resource.deleted", "data", 3, "active"),
             ("resource.deleted", "web-1", 4, "active"),
         ]
-        metas = [m for m, _ in h.events()]
+        # Not drift: other runs' resource.observed on the shared broker may cause some here.
+        metas = [m for m, _ in h.events(*MANAGER_TYPES[:4])]
         assert {m.source for m in metas} == {SOURCE}
         assert len({m.id for m in metas}) == 8
         _, placed = h.events("resource.status_changed")[0]
         assert (placed.previous, placed.reason, placed.resource.host) == (
             "pending",
             "placed",
-            "h-1",
+            hid("h-1"),
         )
         _, changed = h.events("resource.updated")[0]
         assert changed.changed == ["labels", "vcpus"]
@@ -350,7 +371,7 @@ async def test_create_update_delete_with_versions(broker_url, db_url, unique):
 
 async def test_listing_filters_and_pages(memory_url, sqlite_url, unique):
     async with harness(memory_url, sqlite_url, unique) as h:
-        h.hosts.append(host("h-1"))
+        h.hosts.append(host(hid("h-1")))
         for i in range(5):
             await h.create(
                 kind="network",
@@ -374,7 +395,7 @@ async def test_listing_filters_and_pages(memory_url, sqlite_url, unique):
 
 async def test_conflicts(memory_url, db_url, unique):
     async with harness(memory_url, db_url, unique) as h:
-        h.hosts.append(host("h-1"))
+        h.hosts.append(host(hid("h-1")))
         await h.vm("web-1")
         await h.create(kind="volume", name="data", size_gb=1, attached_to="web-1")
         await h.settled()
@@ -460,7 +481,7 @@ async def test_bad_input_is_invalid_naming_the_field_and_changes_nothing(
     memory_url, sqlite_url, unique
 ):
     async with harness(memory_url, sqlite_url, unique) as h:
-        h.hosts.append(host("h-1"))
+        h.hosts.append(host(hid("h-1")))
         await h.vm("base")
         await h.create(kind="network", name="lan", cidr="10.9.0.0/16")
         await h.settled()
@@ -482,17 +503,17 @@ async def test_vm_goes_to_the_least_loaded_passing_host(memory_url, sqlite_url, 
     async with harness(memory_url, sqlite_url, unique) as h:
         h.hosts.extend(
             [
-                host("h-busy", load=0.9),
-                host("h-idle", load=0.1),
-                host("h-down", load=0.0, status="critical"),
+                host(hid("h-busy"), load=0.9),
+                host(hid("h-idle"), load=0.1),
+                host(hid("h-down"), load=0.0, status="critical"),
             ]
         )
-        assert (await h.vm("web-1"))["host"] == "h-idle"
+        assert (await h.vm("web-1"))["host"] == hid("h-idle")
 
 
 async def test_no_healthy_host_is_unavailable_and_writes_nothing(memory_url, sqlite_url, unique):
     async with harness(memory_url, sqlite_url, unique) as h:
-        h.hosts.append(host("h-down", status="critical"))
+        h.hosts.append(host(hid("h-down"), status="critical"))
         with pytest.raises(Unavailable) as caught:
             await h.vm("web-1")
         assert caught.value.details["reason"] == "no_healthy_host"
@@ -526,16 +547,18 @@ def status_changed(instance_id: str, previous: str, status: str, reason: str, se
 
 async def test_host_failure_makes_resources_unreachable_and_back(broker_url, sqlite_url, unique):
     async with harness(broker_url, sqlite_url, unique) as h:
-        h.hosts.append(host("h-1"))
+        h.hosts.append(host(hid("h-1")))
         web = await h.vm("web-1")
         vol = await h.create(kind="volume", name="data", size_gb=1, attached_to="web-1")
-        h.hosts[:] = [host("h-2")]
+        h.hosts[:] = [host(hid("h-2"))]
         await h.vm("web-2")
         await h.wait_events(5)
 
         cause, at = str(uuid.uuid4()), T0 + timedelta(minutes=5)
         await h.feed(
-            status_changed("h-1", "passing", "critical", "heartbeat_missed"), event_id=cause, at=at
+            status_changed(hid("h-1"), "passing", "critical", "heartbeat_missed"),
+            event_id=cause,
+            at=at,
         )
         assert (await h.resource("web-1"))["status"] == "unreachable"
         assert (await h.resource("data"))["status"] == "unreachable"
@@ -554,14 +577,14 @@ async def test_host_failure_makes_resources_unreachable_and_back(broker_url, sql
 
         # Another service's instance going critical is none of the manager's business.
         await h.feed(
-            status_changed("h-2", "passing", "critical", "heartbeat_missed", "web"),
+            status_changed(hid("h-2"), "passing", "critical", "heartbeat_missed", "web"),
             event_id=str(uuid.uuid4()),
             at=at,
         )
         assert (await h.resource("web-2"))["status"] == "active"
 
         await h.feed(
-            status_changed("h-1", "critical", "passing", "recovered"),
+            status_changed(hid("h-1"), "critical", "passing", "recovered"),
             event_id=str(uuid.uuid4()),
             at=at + timedelta(seconds=30),
         )
@@ -570,19 +593,19 @@ async def test_host_failure_makes_resources_unreachable_and_back(broker_url, sql
         assert (await h.resource("data"))["status"] == "active"
 
         await h.feed(
-            InstanceExpired(service="host", instance_id="h-2"),
+            InstanceExpired(service="host", instance_id=hid("h-2")),
             event_id=str(uuid.uuid4()),
             at=at + timedelta(minutes=2),
         )
         assert (await h.resource("web-2"))["status"] == "unreachable"
         await h.feed(
-            InstanceRegistered(instance=host("h-2")),
+            InstanceRegistered(instance=host(hid("h-2"))),
             event_id=str(uuid.uuid4()),
             at=at + timedelta(minutes=3),
         )
         assert (await h.resource("web-2"))["status"] == "active"
         await h.feed(
-            InstanceDeregistered(service="host", instance_id="h-2"),
+            InstanceDeregistered(service="host", instance_id=hid("h-2")),
             event_id=str(uuid.uuid4()),
             at=at + timedelta(minutes=4),
         )
@@ -600,10 +623,10 @@ async def test_host_failure_makes_resources_unreachable_and_back(broker_url, sql
 
 async def test_duplicate_delivery_has_no_second_effect(memory_url, db_url, unique):
     async with harness(memory_url, db_url, unique) as h:
-        h.hosts.append(host("h-1"))
+        h.hosts.append(host(hid("h-1")))
         await h.vm("web-1")
         cause = str(uuid.uuid4())
-        event = status_changed("h-1", "passing", "critical", "heartbeat_missed")
+        event = status_changed(hid("h-1"), "passing", "critical", "heartbeat_missed")
         await h.feed(event, event_id=cause, at=T0)
         await h.settled()
         rows = await h.count(OutboxRow)
@@ -611,7 +634,7 @@ async def test_duplicate_delivery_has_no_second_effect(memory_url, db_url, uniqu
         assert await h.count(OutboxRow) == rows
         assert (await h.resource("web-1"))["version"] == 3
 
-        observed = ResourceObserved(host="h-1", resources=[])
+        observed = ResourceObserved(host=hid("h-1"), resources=[])
         drift_cause = str(uuid.uuid4())
         await h.feed(observed, event_id=drift_cause, at=T0)
         await h.feed(observed, event_id=drift_cause, at=T0)
@@ -626,15 +649,15 @@ async def test_duplicate_delivery_has_no_second_effect(memory_url, db_url, uniqu
 
 async def test_drift_reports_missing_unexpected_and_mismatched(memory_url, sqlite_url, unique):
     async with harness(memory_url, sqlite_url, unique) as h:
-        h.hosts.append(host("h-1"))
+        h.hosts.append(host(hid("h-1")))
         await h.vm("web-1")
         await h.vm("web-2")
         await h.create(kind="volume", name="data", size_gb=1, attached_to="web-1")
-        h.hosts[:] = [host("h-2")]
+        h.hosts[:] = [host(hid("h-2"))]
         await h.vm("elsewhere")
 
         in_sync = ResourceObserved(
-            host="h-1",
+            host=hid("h-1"),
             resources=[
                 ObservedResource(kind="vm", name="web-1", status="active"),
                 ObservedResource(kind="vm", name="web-2", status="active"),
@@ -645,7 +668,7 @@ async def test_drift_reports_missing_unexpected_and_mismatched(memory_url, sqlit
 
         cause, at = str(uuid.uuid4()), T0 + timedelta(minutes=1)
         report = ResourceObserved(
-            host="h-1",
+            host=hid("h-1"),
             resources=[
                 ObservedResource(kind="vm", name="web-1", status="active"),
                 ObservedResource(kind="vm", name="web-2", status="error"),
@@ -655,9 +678,9 @@ async def test_drift_reports_missing_unexpected_and_mismatched(memory_url, sqlit
         )
         await h.feed(report, event_id=cause, at=at)
         ((meta, drift),) = await h.wait_events(1, "resource.drift")
-        assert meta.id == derived_id(cause, "h-1", "resource.drift")
+        assert meta.id == derived_id(cause, hid("h-1"), "resource.drift")
         assert meta.time == at and meta.source == SOURCE
-        assert drift.host == "h-1"
+        assert drift.host == hid("h-1")
         assert [(r.kind, r.name, r.status) for r in drift.missing] == [("volume", "data", "active")]
         assert [(r.kind, r.name) for r in drift.unexpected] == [
             ("vm", "stray"),
@@ -672,21 +695,21 @@ async def test_drift_reports_missing_unexpected_and_mismatched(memory_url, sqlit
 
 async def test_a_volume_lives_where_its_vm_does(memory_url, sqlite_url, unique):
     async with harness(memory_url, sqlite_url, unique) as h:
-        h.hosts.append(host("h-1"))
+        h.hosts.append(host(hid("h-1")))
         await h.vm("web-1")
-        h.hosts[:] = [host("h-2")]
+        h.hosts[:] = [host(hid("h-2"))]
         await h.vm("web-2")
         await h.feed(
-            status_changed("h-1", "passing", "critical", "heartbeat_missed"),
+            status_changed(hid("h-1"), "passing", "critical", "heartbeat_missed"),
             event_id=str(uuid.uuid4()),
             at=T0,
         )
         late = await h.create(kind="volume", name="late", size_gb=1, attached_to="web-1")
-        assert (late["host"], late["status"]) == ("h-1", "unreachable")
+        assert (late["host"], late["status"]) == (hid("h-1"), "unreachable")
         moved = await h.call(
             "manager.update", name="late", expected_version=1, changes={"attached_to": "web-2"}
         )
-        assert (moved["host"], moved["status"], moved["version"]) == ("h-2", "active", 2)
+        assert (moved["host"], moved["status"], moved["version"]) == (hid("h-2"), "active", 2)
         loose = await h.call(
             "manager.update", name="late", expected_version=2, changes={"attached_to": None}
         )
@@ -701,18 +724,19 @@ async def test_a_malformed_event_is_dead_lettered_and_the_worker_goes_on(
     broker_url, sqlite_url, unique
 ):
     async with harness(broker_url, sqlite_url, unique) as h:
-        h.hosts.append(host("h-1"))
+        h.hosts.append(host(hid("h-1")))
         await h.vm("web-1")
         stats = h.worker.consumer.stats  # type: ignore[union-attr]
         await h.client.publisher.publish_raw(
-            "resource.observed", {"host": "h-1", "resources": [{"kind": "vm", "name": "Web_1"}]}
+            "resource.observed",
+            {"host": hid("h-1"), "resources": [{"kind": "vm", "name": "Web_1"}]},
         )
         await eventually(lambda: stats.dead_lettered == 1, what="dead-lettered")
         ready, _ = await h.client.transport.queue_state(f"{unique}.manager.dlq")
         assert ready == 1  # the dead-letter copy was confirmed before the original was acked
         # The next event is handled as usual.
         await h.feed(
-            status_changed("h-1", "passing", "critical", "heartbeat_missed"),
+            status_changed(hid("h-1"), "passing", "critical", "heartbeat_missed"),
             event_id=str(uuid.uuid4()),
             at=T0,
         )
@@ -724,23 +748,23 @@ async def test_a_vm_placed_on_a_host_that_just_failed_starts_unreachable(
 ):
     async with harness(memory_url, db_url, unique) as h:
         # Discovery's answer is older than the registry event the manager already handled.
-        h.hosts.append(host("h-1"))
+        h.hosts.append(host(hid("h-1")))
         await h.feed(
-            status_changed("h-1", "passing", "critical", "heartbeat_missed"),
+            status_changed(hid("h-1"), "passing", "critical", "heartbeat_missed"),
             event_id=str(uuid.uuid4()),
             at=T0,
         )
         vm = await h.vm("web-1")
-        assert (vm["host"], vm["status"], vm["version"]) == ("h-1", "unreachable", 2)
+        assert (vm["host"], vm["status"], vm["version"]) == (hid("h-1"), "unreachable", 2)
         await h.feed(
-            status_changed("h-1", "critical", "passing", "recovered"),
+            status_changed(hid("h-1"), "critical", "passing", "recovered"),
             event_id=str(uuid.uuid4()),
             at=T0 + timedelta(seconds=5),
         )
         assert (await h.resource("web-1"))["status"] == "active"
         # Draining is recorded but moves nothing.
         await h.feed(
-            status_changed("h-1", "passing", "draining", "drain_requested"),
+            status_changed(hid("h-1"), "passing", "draining", "drain_requested"),
             event_id=str(uuid.uuid4()),
             at=T0 + timedelta(seconds=6),
         )
