@@ -109,8 +109,8 @@ async def update_resource(name: str) -> Response:
         try:
             resource = (await call("manager.update", params, ResourceReply)).root
             break
-        except Conflict:
-            if attempt >= UNCONDITIONAL_ATTEMPTS:
+        except Conflict as exc:
+            if not _stale(exc) or attempt >= UNCONDITIONAL_ATTEMPTS:
                 raise
     return json_response(resource, headers=_etag(resource))
 
@@ -119,9 +119,23 @@ async def update_resource(name: str) -> Response:
 @endpoint(WRITE)
 async def delete_resource(name: str) -> Response:
     name = path_param(RESOURCE_NAME, "name", name)
-    params = DeleteResourceRequest(name=name, expected_version=_if_match())
-    reply = await call("manager.delete", params, DeleteReply)
+    expected = _if_match()
+    for attempt in itertools.count(1):
+        try:
+            params = DeleteResourceRequest(name=name, expected_version=expected)
+            reply = await call("manager.delete", params, DeleteReply)
+            break
+        except Conflict as exc:
+            # Without If-Match the delete has no precondition: a version that moved under it
+            # (a host event, say) is not the caller's conflict.
+            if expected is not None or not _stale(exc) or attempt >= UNCONDITIONAL_ATTEMPTS:
+                raise
     return json_response(reply)
+
+
+def _stale(exc: Conflict) -> bool:
+    """A version conflict (the manager names the expected version), not e.g. attached volumes."""
+    return "expected_version" in exc.details
 
 
 # --- the article's routes --------------------------------------------------------------------
