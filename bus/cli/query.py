@@ -110,12 +110,15 @@ def resources(
     kind: Annotated[str | None, typer.Option(help="vm, volume or network")] = None,
     status: Annotated[str | None, typer.Option(help="pending, active, unreachable, ...")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="page size")] = 100,
+    cursor: Annotated[str | None, typer.Option(help="the next page, as the last one said")] = None,
     url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """The resource inventory as a table (asks the manager worker)."""
     try:
-        params = ResourcesRequest.model_validate({"kind": kind, "status": status, "limit": limit})
+        params = ResourcesRequest.model_validate(
+            {"kind": kind, "status": status, "limit": limit, "cursor": cursor}
+        )
     except ValidationError as exc:
         raise fail(f"bad filter: {describe_validation(exc)}", 2) from None
     page: ResourcePage = _ask(url, "manager.resources", params, ResourcePage)
