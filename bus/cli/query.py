@@ -107,6 +107,7 @@ def services(
 
 @app.command()
 def resources(
+    *,
     kind: Annotated[str | None, typer.Option(help="vm, volume or network")] = None,
     status: Annotated[str | None, typer.Option(help="pending, active, unreachable, ...")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="page size")] = 100,
