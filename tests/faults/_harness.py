@@ -6,10 +6,14 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 import aio_pika
@@ -223,3 +227,35 @@ async def delete_queues(url: str, names: Iterable[str]) -> None:
         for name in names:
             with contextlib.suppress(BusError):
                 await bus.transport.delete_queue(name)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spawn(url: str, queue: str, event_type: str, db: str, log: Path, *extra: str):
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.faults._inbox_worker",
+            url,
+            queue,
+            event_type,
+            db,
+            str(log),
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+async def wait_exit(child: subprocess.Popen[bytes], timeout: float) -> int:
+    return await asyncio.wait_for(asyncio.to_thread(child.wait), timeout)
+
+
+async def ready(child: subprocess.Popen[bytes]) -> None:
+    assert child.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 30)
+    assert line.strip() == b"ready", line

@@ -31,9 +31,11 @@ from tests.faults._harness import (
     dead_letters,
     delete_queues,
     event_id,
+    ready,
+    spawn,
     tick_model,
+    wait_exit,
 )
-from tests.faults.test_worker_kill import ready, spawn, wait_exit
 
 pytestmark = pytest.mark.faults
 

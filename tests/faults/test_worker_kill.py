@@ -10,54 +10,29 @@ exactly one effect and the queue is empty.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from bus import Bus
 from bus.topology import declare_worker_queue, worker_queue
-from tests.faults._harness import Effects, Ledger, Load, delete_queues, tick_model
+from tests.faults._harness import (
+    Effects,
+    Ledger,
+    Load,
+    delete_queues,
+    ready,
+    spawn,
+    tick_model,
+    wait_exit,
+)
 
 pytestmark = pytest.mark.faults
 
-ROOT = Path(__file__).resolve().parents[2]
 EVENTS = 240
 ROUNDS = 6
-
-
-def spawn(url: str, queue: str, event_type: str, db: str, log: Path, *extra: str):
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.faults._inbox_worker",
-            url,
-            queue,
-            event_type,
-            db,
-            str(log),
-            *extra,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-
-
-async def wait_exit(child: subprocess.Popen[bytes], timeout: float) -> int:
-    return await asyncio.wait_for(asyncio.to_thread(child.wait), timeout)
-
-
-async def ready(child: subprocess.Popen[bytes]) -> None:
-    assert child.stdout is not None
-    line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 30)
-    assert line.strip() == b"ready", line
 
 
 async def test_kill_9_before_and_after_commit_in_a_loop(node, unique, tmp_path):
