@@ -108,8 +108,12 @@ class _Stream:
         try:
             yield b": streaming " + ",".join(self.patterns).encode() + b"\n\n"
             while True:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancellation
+                # that a client's disconnect sends when a frame arrives at the same moment,
+                # and the stream would then outlive its client.
                 try:
-                    frame = await asyncio.wait_for(self.inbox.get(), keepalive)
+                    async with asyncio.timeout(keepalive):
+                        frame = await self.inbox.get()
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue

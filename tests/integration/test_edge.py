@@ -354,7 +354,10 @@ async def test_tokens_and_scopes(stack):
 async def test_sse_streams_filtered_events_with_keepalive(tmp_path, unique):
     async with edge_stack(f"memory://{unique}", tmp_path, limits=Limits(keepalive_s=0.05)) as stack:
         c, h = stack.client, stack.headers
-        async with c.request("/v1/events?types=registry.instance.*", headers=h) as conn:
+        async with (
+            asyncio.timeout(30),
+            c.request("/v1/events?types=registry.instance.*", headers=h) as conn,
+        ):
             await conn.send_complete()
             await c.post("/v1/instances", headers=h, json=register_body("web", "web-1"))
             seen = b""
@@ -432,7 +435,10 @@ async def test_metrics_and_openapi(stack):
 async def test_traceparent_travels_into_events(stack):
     c, h = stack.client, stack.headers
     trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    async with c.request("/v1/events?types=registry.register", headers=h) as conn:
+    async with (
+        asyncio.timeout(30),
+        c.request("/v1/events?types=registry.register", headers=h) as conn,
+    ):
         await conn.send_complete()
         await c.post(
             "/v1/instances", headers={**h, "traceparent": trace}, json=register_body("web", "web-1")

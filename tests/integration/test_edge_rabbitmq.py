@@ -37,7 +37,10 @@ async def govbus(*args: str) -> tuple[int, str, str]:
 async def test_tour_on_rabbitmq_and_cli_tables(vhost_url, tmp_path):
     async with edge_stack(vhost_url, tmp_path) as stack:
         c, h = stack.client, stack.headers
-        async with c.request("/v1/events?types=resource.*", headers=h) as stream:
+        async with (
+            asyncio.timeout(30),
+            c.request("/v1/events?types=resource.*", headers=h) as stream,
+        ):
             await stream.send_complete()
             r = await c.post(
                 "/v1/instances",
