@@ -470,3 +470,28 @@ async def test_traceparent_travels_into_rpc_requests(tmp_path, unique):
         header = header.decode() if isinstance(header, bytes) else header
         assert header.startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
         assert header != trace  # a new span of the same trace
+
+
+async def test_clients_leaving_while_events_flow_leave_nothing_behind(stack):
+    c, h = stack.client, stack.headers
+    state = stack.app.extensions["govbus"]
+    body = register_body("web", "web-1")
+
+    async def traffic(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await c.put("/v1/instances/web-1/heartbeat", headers=h, json={"service": "web"})
+
+    await c.post("/v1/instances", headers=h, json=body)
+    stop = asyncio.Event()
+    flowing = asyncio.create_task(traffic(stop))
+    try:
+        async with asyncio.timeout(30):
+            for _ in range(20):
+                async with c.request("/v1/events?types=registry.*", headers=h) as conn:
+                    await conn.send_complete()
+                    await conn.receive()
+                    await conn.disconnect()
+    finally:
+        stop.set()
+        await flowing
+    await eventually(lambda: state.streams == 0, what="every stream closed")
