@@ -34,6 +34,7 @@ from bus.errors import BusError, Unroutable
 from bus.message import event_message
 from bus.publisher import Publisher
 from bus.topology import EVENTS
+from bus.transport.base import Transport
 
 log = logging.getLogger(__name__)
 
@@ -185,55 +186,66 @@ class OutboxRelay:
 
     async def flush(self) -> int:
         """Publish every unsent row; returns how many went out."""
-        total = 0
-        while True:
-            async with self.store.unit_of_work() as session:
-                rows = (
-                    await session.scalars(
-                        select(OutboxRow)
-                        .where(OutboxRow.sent == 0)
-                        .order_by(OutboxRow.seq)
-                        .limit(self.batch)
-                    )
-                ).all()
-            if not rows:
-                return total
-            sent: list[int] = []
-            try:
-                for row in rows:
-                    message = event_message(
-                        event_type=row.event_type,
-                        body=row.body,
-                        event_id=row.event_id,
-                        source=row.source,
-                        # SQLite hands back naive datetimes (stored as UTC above).
-                        time=row.time if row.time.tzinfo else row.time.replace(tzinfo=UTC),
-                        traceparent=row.traceparent,
-                    )
-                    try:
-                        await self.publisher.transport.publish(EVENTS, row.event_type, message)
-                    except Unroutable:
-                        # Nobody subscribes to this type (only on the embedded broker: on
-                        # RabbitMQ the log stream takes every event). Retrying would block the
-                        # rows behind it forever.
-                        log.debug("outbox: no subscriber for %s %s", row.event_type, row.event_id)
-                    sent.append(row.seq)
-            finally:
-                if sent:
-                    async with self.store.unit_of_work() as session:
-                        await session.execute(
-                            update(OutboxRow).where(OutboxRow.seq.in_(sent)).values(sent=1)
-                        )
-                    self.relayed += len(sent)
-                    total += len(sent)
+        total = await relay_outbox(self.store, self.publisher.transport, batch=self.batch)
+        self.relayed += total
+        return total
 
     async def prune(self, keep: int = 10_000) -> None:
         """Forget sent rows beyond the newest `keep`."""
-        async with self.store.unit_of_work() as session:
-            newest = await session.scalar(
-                select(OutboxRow.seq).order_by(OutboxRow.seq.desc()).limit(1)
-            )
-            if newest is not None:
-                await session.execute(
-                    delete(OutboxRow).where(OutboxRow.sent == 1, OutboxRow.seq <= newest - keep)
+        await prune_outbox(self.store, keep=keep)
+
+
+async def relay_outbox(
+    store: Store, transport: Transport, *, source: str | None = None, batch: int = 500
+) -> int:
+    """Publish the unsent outbox rows (of `source` only, when given) in order, mark them sent.
+
+    Returns how many went out. A worker that shares its database with another (as in
+    `govbus up`) passes its `source`, so each relays only its own rows.
+    """
+    total = 0
+    while True:
+        query = select(OutboxRow).where(OutboxRow.sent == 0)
+        if source is not None:
+            query = query.where(OutboxRow.source == source)
+        async with store.unit_of_work() as session:
+            rows = (await session.scalars(query.order_by(OutboxRow.seq).limit(batch))).all()
+        if not rows:
+            return total
+        sent: list[int] = []
+        try:
+            for row in rows:
+                message = event_message(
+                    event_type=row.event_type,
+                    body=row.body,
+                    event_id=row.event_id,
+                    source=row.source,
+                    # SQLite hands back naive datetimes (stored as UTC above).
+                    time=row.time if row.time.tzinfo else row.time.replace(tzinfo=UTC),
+                    traceparent=row.traceparent,
                 )
+                try:
+                    await transport.publish(EVENTS, row.event_type, message)
+                except Unroutable:
+                    # Nobody subscribes to this type (only on the embedded broker: on RabbitMQ
+                    # the log stream takes every event). Retrying would block the rows behind it.
+                    log.debug("outbox: no subscriber for %s %s", row.event_type, row.event_id)
+                sent.append(row.seq)
+        finally:
+            if sent:
+                async with store.unit_of_work() as session:
+                    await session.execute(
+                        update(OutboxRow).where(OutboxRow.seq.in_(sent)).values(sent=1)
+                    )
+                total += len(sent)
+
+
+async def prune_outbox(store: Store, *, source: str | None = None, keep: int = 10_000) -> None:
+    """Forget sent rows (of `source` only, when given) beyond the newest `keep` of the outbox."""
+    async with store.unit_of_work() as session:
+        newest = await session.scalar(select(OutboxRow.seq).order_by(OutboxRow.seq.desc()).limit(1))
+        if newest is not None:
+            query = delete(OutboxRow).where(OutboxRow.sent == 1, OutboxRow.seq <= newest - keep)
+            if source is not None:
+                query = query.where(OutboxRow.source == source)
+            await session.execute(query)

@@ -28,13 +28,12 @@ from sqlalchemy.types import JSON
 from bus.clock import Clock
 from bus.errors import Unroutable
 from bus.message import event_message
-from bus.store import Base, InboxRow, OutboxRow, Store
+from bus.store import Base, InboxRow, OutboxRow, Store, prune_outbox, relay_outbox
 from bus.topology import EVENTS
 from bus.transport.base import Transport
 
 from ._entry import Entry
 from ._time import from_us
-from .outbox import prune, relay
 from .registry import Derived, Registry
 
 log = logging.getLogger(__name__)
@@ -326,14 +325,14 @@ class Journal:
 
     async def relay_locked(self, transport: Transport) -> int:
         """Publish this worker's committed derived events (the caller holds `lock`)."""
-        total = await relay(self.store, transport, self.source)
+        total = await relay_outbox(self.store, transport, source=self.source)
         await self._count_relayed(total)
         return total
 
     async def _count_relayed(self, count: int) -> None:
         before, self.relayed = self.relayed, self.relayed + count
         if before // 1000 != self.relayed // 1000:  # now and then, forget old sent rows
-            await prune(self.store, self.source)
+            await prune_outbox(self.store, source=self.source)
 
     def _outbox_row(self, derived: Derived) -> dict[str, Any]:
         return {
