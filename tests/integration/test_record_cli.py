@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from bus.client import Bus
 from bus.eventlog import read_log
 from schemas import Deregister, Heartbeat, Register, ResourceObserved
+from tests._edge_stack import private_vhost
 from tests._wait import eventually
 
 pytestmark = pytest.mark.rabbitmq
@@ -28,17 +28,8 @@ def vhost_url() -> Iterator[str]:
     """A vhost of our own, so its `govbus.log` stream holds only what these tests publish."""
     from tests.conftest import _amqp_url
 
-    vhost = f"govbus-test-record-{uuid4().hex[:8]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, timeout=60)
-    try:
-        subprocess.run(
-            ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-            check=True,
-            timeout=60,
-        )
-        yield _amqp_url().rstrip("/") + "/" + vhost
-    finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False, timeout=60)
+    with private_vhost(_amqp_url(), f"record-{uuid4().hex[:8]}") as url:
+        yield url
 
 
 def exe() -> str:

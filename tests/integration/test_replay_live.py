@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -30,25 +28,10 @@ from discovery_worker.config import SOURCE as DISCOVERY_SOURCE
 from manager_worker import SOURCE as MANAGER_SOURCE
 from manager_worker import bootstrap as manager_bootstrap
 from schemas import Drain, Heartbeat, Register
+from tests._edge_stack import private_vhost
 from tests._wait import eventually
 
 pytestmark = pytest.mark.rabbitmq
-
-
-@contextlib.contextmanager
-def private_vhost(amqp_url: str) -> Iterator[str]:
-    """A vhost of our own: default queue and RPC names, and a `govbus.log` stream of our own."""
-    vhost = f"govbus-test-replay-{uuid4().hex[:8]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, timeout=60)
-    try:
-        subprocess.run(
-            ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-            check=True,
-            timeout=60,
-        )
-        yield amqp_url.rstrip("/") + "/" + vhost
-    finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False, timeout=60)
 
 
 async def live_state(client: Bus) -> dict[str, Any]:
@@ -76,7 +59,7 @@ def lines(path: Path) -> int:
 
 async def test_a_recorded_live_session_replays_to_the_live_state(amqp_url, tmp_path):
     log_path = tmp_path / "session.jsonl"
-    with private_vhost(amqp_url) as url:
+    with private_vhost(amqp_url, f"replay-{uuid4().hex[:8]}") as url:
         stop = asyncio.Event()
         started = asyncio.Event()
         file = open(log_path, "ab")  # noqa: SIM115
