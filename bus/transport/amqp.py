@@ -123,33 +123,26 @@ class _AmqpDelivery(Delivery):
         self._tag = getattr(frame, "delivery_tag", 0)
 
     async def ack(self) -> None:
+        await self._settle(self._channel.basic_ack(self._tag, wait=False), "ack")
+
+    async def nack(self, *, requeue: bool) -> None:
+        await self._settle(self._channel.basic_nack(self._tag, requeue=requeue), "nack")
+
+    @staticmethod
+    async def _settle(frame: Awaitable[object], what: str) -> None:
         try:
-            await self._channel.basic_ack(self._tag, wait=False)
+            await frame
         except (
             amqp_exc.AMQPError,
             aiormq.exceptions.ChannelInvalidStateError,
             ConnectionError,
         ) as exc:
             # The channel is gone: the broker gives the message back, and inboxes absorb it.
-            raise ConnectionLost(f"ack failed, the message will be redelivered: {exc}") from exc
+            raise ConnectionLost(f"{what} failed, the message will be redelivered: {exc}") from exc
         except asyncio.CancelledError as exc:
             if not _dropped(exc):
                 raise
-            raise ConnectionLost("ack failed, the message will be redelivered") from exc
-
-    async def nack(self, *, requeue: bool) -> None:
-        try:
-            await self._channel.basic_nack(self._tag, requeue=requeue)
-        except (
-            amqp_exc.AMQPError,
-            aiormq.exceptions.ChannelInvalidStateError,
-            ConnectionError,
-        ) as exc:
-            raise ConnectionLost(f"nack failed, the message will be redelivered: {exc}") from exc
-        except asyncio.CancelledError as exc:
-            if not _dropped(exc):
-                raise
-            raise ConnectionLost("nack failed, the message will be redelivered") from exc
+            raise ConnectionLost(f"{what} failed, the message will be redelivered") from exc
 
 
 @dataclass(eq=False)
