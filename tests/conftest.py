@@ -116,3 +116,31 @@ def private_rabbit() -> Iterator[PrivateRabbit]:
     finally:
         node.stop()
         atexit.unregister(node.stop)
+
+
+@pytest.fixture(params=["memory", "rabbitmq"])
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """Each test using it runs twice: on a private embedded broker and on the local RabbitMQ."""
+    if request.param == "rabbitmq":
+        request.applymarker(pytest.mark.rabbitmq)
+        return _amqp_url()
+    return f"memory://t-{uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def memory_url() -> str:
+    """A private embedded broker for this test."""
+    return f"memory://t-{uuid4().hex[:8]}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_url(request: pytest.FixtureRequest, tmp_path, unique: str):
+    """Each test using it runs twice: on a SQLite file and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/store.db"
+        return
+    request.applymarker(pytest.mark.postgres)
+    from tests._stores import pg_database
+
+    async with pg_database(unique) as url:
+        yield url

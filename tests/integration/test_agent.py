@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
-import pytest
-
 from bus import Bus
 from bus.agent import Health, ServiceAgent
 from schemas import Deregister
 from tests._wait import eventually
-from tests.integration.test_discovery_worker import AMQP_URL, Harness, harness, reg
-
-
-@pytest.fixture(params=["memory", "rabbitmq"])
-def broker_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "rabbitmq":
-        request.applymarker(pytest.mark.rabbitmq)
-        return AMQP_URL
-    return f"memory://agent-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def memory_url() -> str:
-    return f"memory://agent-{uuid.uuid4().hex[:8]}"
+from tests.integration.test_discovery_worker import Harness, harness, reg
 
 
 async def test_agent_registers_heartbeats_reregisters_and_leaves(broker_url, tmp_path, unique):

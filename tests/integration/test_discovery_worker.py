@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import pytest
 
 from bus import Bus, VirtualClock
@@ -26,49 +25,6 @@ from tests._wait import eventually
 AMQP_URL = os.environ.get("GOVBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_URL = os.environ.get("GOVBUS_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@asynccontextmanager
-async def pg_database(prefix: str) -> AsyncIterator[str]:
-    """A fresh PostgreSQL database for one test (others share `test` and relay its outbox)."""
-    name = f"discovery_{prefix}"
-    admin_dsn = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-
-@pytest.fixture(params=["memory", "rabbitmq"])
-def broker_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "rabbitmq":
-        request.applymarker(pytest.mark.rabbitmq)
-        return AMQP_URL
-    return f"memory://discovery-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def memory_url() -> str:
-    return f"memory://discovery-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db_url(request: pytest.FixtureRequest, tmp_path, unique) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/discovery.db"
-        return
-    request.applymarker(pytest.mark.postgres)
-    async with pg_database(unique) as url:
-        yield url
 
 
 class Harness:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import func, select
 
@@ -54,50 +53,6 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 # --- fixtures and helpers (test_manager_store.py imports some) -------------------------------
-
-
-@asynccontextmanager
-async def pg_database(prefix: str) -> AsyncIterator[str]:
-    """A fresh PostgreSQL database for one test: other suites share the `test` database and
-    run their own outbox relays on it, which would publish this test's rows."""
-    name = f"manager_{prefix}"
-    admin_dsn = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-
-@pytest.fixture(params=["memory", "rabbitmq"])
-def broker_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "rabbitmq":
-        request.applymarker(pytest.mark.rabbitmq)
-        return AMQP_URL
-    return f"memory://manager-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def memory_url() -> str:
-    return f"memory://manager-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db_url(request: pytest.FixtureRequest, tmp_path, unique) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/manager.db"
-        return
-    request.applymarker(pytest.mark.postgres)
-    async with pg_database(unique) as url:
-        yield url
 
 
 @pytest.fixture

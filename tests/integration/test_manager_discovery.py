@@ -3,10 +3,7 @@ host health followed from the registry's own transitions (driven by a virtual cl
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
-
-import pytest
 
 from bus import Bus, VirtualClock
 from bus.errors import Unavailable
@@ -15,15 +12,7 @@ from discovery_worker import DiscoveryConfig
 from discovery_worker import bootstrap as discovery_bootstrap
 from schemas import Heartbeat, Register
 from tests._wait import eventually
-from tests.integration.test_manager import AMQP_URL, T0, discovery_namespace, harness
-
-
-@pytest.fixture(params=["memory", "rabbitmq"])
-def broker_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "rabbitmq":
-        request.applymarker(pytest.mark.rabbitmq)
-        return AMQP_URL
-    return f"memory://manager-{uuid.uuid4().hex[:8]}"
+from tests.integration.test_manager import T0, discovery_namespace, harness
 
 
 async def test_placement_and_host_health_through_the_real_discovery_worker(

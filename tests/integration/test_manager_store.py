@@ -29,6 +29,7 @@ from schemas import (
     ResourceRequest,
     UpdateResourceRequest,
 )
+from tests._stores import pg_database
 from tests._wait import eventually
 from tests.integration.test_manager import (
     AMQP_URL,
@@ -36,26 +37,10 @@ from tests.integration.test_manager import (
     Harness,
     harness,
     host,
-    pg_database,
     status_changed,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def memory_url() -> str:
-    return f"memory://manager-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def crash_db(request: pytest.FixtureRequest, tmp_path, unique):
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/manager.db"
-        return
-    request.applymarker(pytest.mark.postgres)
-    async with pg_database(unique) as url:
-        yield url
 
 
 async def unsent(h: Harness) -> list[OutboxRow]:
@@ -65,10 +50,10 @@ async def unsent(h: Harness) -> list[OutboxRow]:
 
 @pytest.mark.rabbitmq
 async def test_a_change_committed_before_a_crash_is_published_once_by_the_next_relay(
-    crash_db, unique
+    db_url, unique
 ):
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration._manager_crash_child", crash_db, unique],
+        [sys.executable, "-m", "tests.integration._manager_crash_child", db_url, unique],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -86,7 +71,7 @@ async def test_a_change_committed_before_a_crash_is_published_once_by_the_next_r
     assert child.returncode == -signal.SIGKILL
 
     # Committed, never published: the change and its event are both on disk.
-    store = Store(create_engine(crash_db))
+    store = Store(create_engine(db_url))
     try:
         async with store.unit_of_work() as session:
             rows = list(await session.scalars(select(OutboxRow)))
@@ -96,7 +81,7 @@ async def test_a_change_committed_before_a_crash_is_published_once_by_the_next_r
     assert [(r.event_type, r.sent) for r in rows] == [("resource.created", 0)]
     assert stored == resource_id
 
-    async with harness(AMQP_URL, crash_db, unique, discovery=False) as h:
+    async with harness(AMQP_URL, db_url, unique, discovery=False) as h:
         # The fresh worker's relay publishes what the dead one committed.
         await h.settled()
         assert await unsent(h) == []
