@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any
 from quart import Quart
 from quart.typing import TestClientProtocol
 
+from bus.cli.workers import running_worker
 from bus.client import Bus
 from bus.edge import SCOPES, Limits, create_app, mint_token
 from bus.settings import load_settings
@@ -39,28 +39,6 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def _worker(package: str, url: str, db_url: str, **kwargs: Any) -> AsyncIterator[Any]:
-    import importlib
-
-    module = importlib.import_module(package)
-    bus = Bus(url, source=getattr(module, "SOURCE", package))
-    await bus.start()
-    try:
-        factory = getattr(module, "bootstrap", None)
-        if factory is None or inspect.ismodule(factory):
-            factory = importlib.import_module(f"{package}.bootstrap").bootstrap
-        built = factory(bus=bus, db_url=db_url, **kwargs)
-        worker = await built if inspect.isawaitable(built) else built
-        await worker.start()
-        try:
-            yield worker
-        finally:
-            await worker.stop()
-    finally:
-        await bus.close()
-
-
-@contextlib.asynccontextmanager
 async def edge_stack(
     url: str,
     tmp_path: Path,
@@ -76,7 +54,7 @@ async def edge_stack(
             db_url = f"sqlite+aiosqlite:///{tmp_path / package}.db"
             kwargs = (worker_kwargs or {}).get(package, {})
             running[package] = await stack.enter_async_context(
-                _worker(package, url, db_url, **kwargs)
+                running_worker(package, url, db_url, **kwargs)
             )
         bus = Bus(url, source="govbus/edge")
         await bus.start()

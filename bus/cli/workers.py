@@ -92,7 +92,9 @@ async def serve_edge(app_: Quart, http: str, stop: asyncio.Event) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _worker(package: str, url: str, db_url: str, **kwargs: Any) -> AsyncIterator[Worker]:
+async def running_worker(
+    package: str, url: str, db_url: str, **kwargs: Any
+) -> AsyncIterator[Worker]:
     """A worker of `package` on its own connection (named by the package's `SOURCE`)."""
     module = importlib.import_module(package)
     bus = Bus(url, source=getattr(module, "SOURCE", f"govbus/{package}"))
@@ -141,7 +143,7 @@ async def _up(settings: Settings, token: str | None) -> None:
     url = settings.bus_url(embedded=True)
     async with contextlib.AsyncExitStack() as stack:
         workers = [
-            await stack.enter_async_context(_worker(package, url, settings.db))
+            await stack.enter_async_context(running_worker(package, url, settings.db))
             for package in ("discovery_worker", "manager_worker")
         ]
         edge_bus = Bus(url, source="govbus/edge")
@@ -241,7 +243,7 @@ def discovery(
     async def run() -> None:
         stop = _stop_on_signals()
         url_ = settings.bus_url(embedded=False)
-        async with _worker(
+        async with running_worker(
             "discovery_worker", url_, settings.db, config=DiscoveryConfig(queue=queue)
         ):
             typer.echo(f"govbus discovery: queue {queue}  bus {_redact(url_)}", err=True)
