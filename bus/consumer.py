@@ -87,7 +87,6 @@ class EventConsumer:
         self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._subscription: Subscription | None = None
-        self._busy = 0
 
     @property
     def ready(self) -> bool:
@@ -109,13 +108,11 @@ class EventConsumer:
         sub, self._subscription = self._subscription, None
         if sub is not None:
             await sub.cancel()
-        deadline = asyncio.get_running_loop().time() + self.policy.shutdown_timeout_s
-        while (
-            self._busy or not self._inbox.empty()
-        ) and asyncio.get_running_loop().time() < deadline:
-            if not self._busy and not self._inbox.empty() and not self._workers:
-                break
-            await asyncio.sleep(0.01)
+        # Without workers (never started, or stopped already) nothing would drain the inbox.
+        if self._workers:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.policy.shutdown_timeout_s):
+                    await self._inbox.join()  # every delivery taken is processed and settled
         for task in self._workers:
             task.cancel()
         for task in self._workers:
@@ -128,14 +125,13 @@ class EventConsumer:
     async def _work(self) -> None:
         while True:
             delivery = await self._inbox.get()
-            self._busy += 1
             try:
                 await self.process(delivery)
             except BusError as exc:
                 # The connection dropped while settling: the broker redelivers the message.
                 log.warning("settling a message from %s failed: %s", self.queue, exc)
             finally:
-                self._busy -= 1
+                self._inbox.task_done()
 
     async def process(self, delivery: Delivery) -> None:
         """Apply the policy to one delivery (public so replay can drive it directly)."""
