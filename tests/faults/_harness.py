@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import aio_pika
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 
 from bus import Bus, BusError
 from bus.store import Store, create_engine, create_tables, mark_processed
@@ -151,11 +151,12 @@ class Effects:
         return True
 
     async def tally(self, ledger: Ledger) -> None:
+        # One query for both figures: SQLite runs each SELECT of a session on its own
+        # snapshot, so a count and a second read could disagree while the worker still writes.
         async with self.store.unit_of_work() as session:
-            ledger.effects = int(
-                await session.scalar(select(func.count()).select_from(EFFECTS)) or 0
-            )
-            ledger.effect_ids = set(await session.scalars(select(EFFECTS.c.event_id)))
+            applied = list(await session.scalars(select(EFFECTS.c.event_id)))
+        ledger.effects = len(applied)
+        ledger.effect_ids = set(applied)
 
     async def close(self) -> None:
         await self.store.close()
