@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
@@ -96,6 +97,23 @@ def test_unreachable_broker_is_reported_quickly():
     assert result.returncode == 1
     assert result.stderr.startswith("govbus: error: cannot reach the broker at amqp://127.0.0.1:1/")
     assert "Traceback" not in result.stderr
+
+
+def test_a_wrong_password_is_an_authentication_failure_not_an_unreachable_broker(amqp_url):
+    parts = urlsplit(amqp_url)
+    host = f"{parts.hostname}:{parts.port or 5672}"
+    result = govbus(
+        "publish",
+        "registry.heartbeat",
+        '{"service": "web", "instance_id": "w1"}',
+        url=f"amqp://{parts.username}:not-the-password@{host}/",
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"govbus: error: authentication failed: the broker at amqp://{host}/ refused user "
+        f"{parts.username!r} (ACCESS_REFUSED: wrong user name or password)"
+    ]
+    assert "not-the-password" not in result.stderr + result.stdout
 
 
 def test_bad_url_names_the_variable():
