@@ -5,6 +5,11 @@ its `check` reports, registers again when the discovery worker says it does not 
 instance (`registry.heartbeat.unknown`, e.g. after the instance expired), and on `stop()`
 drains, waits `drain_grace_s`, then deregisters.
 
+SIGTERM (what process managers, `docker stop` and Kubernetes send) stops it the same way, then
+the program carries on as it would have: its own SIGTERM handler, else its Ctrl-C path
+(`asyncio.run` cancels the main task). `stop_on_sigterm=False` leaves SIGTERM alone; so does an
+agent started outside the main thread. Details in `bus._sigterm`.
+
 >>> async with Bus(url, source="web") as bus:
 ...     registration = Register(service="web", instance_id="web-1", address="10.0.0.5", port=80)
 ...     async with ServiceAgent(bus, registration):
@@ -27,6 +32,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Self
 
+from bus import _sigterm
 from bus.client import Bus
 from bus.clock import Clock
 from bus.consumer import ConsumerPolicy, EventConsumer
@@ -65,6 +71,7 @@ class ServiceAgent:
         check: Check | None = None,
         drain_grace_s: float = 0.0,
         clock: Clock | None = None,
+        stop_on_sigterm: bool = True,
     ) -> None:
         self.bus = bus
         self.registration = registration
@@ -81,6 +88,9 @@ class ServiceAgent:
         self._consumer: EventConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._beat_lock = asyncio.Lock()
+        self._stop_lock = asyncio.Lock()
+        self.stop_on_sigterm = stop_on_sigterm
+        self._unhook: _sigterm.Unhook | None = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -111,6 +121,8 @@ class ServiceAgent:
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"agent:{self.registration.instance_id}"
         )
+        if self.stop_on_sigterm and self._unhook is None:
+            self._unhook = _sigterm.on_sigterm_async(self.stop)
 
     async def drain(self) -> None:
         """Ask for no new work (the instance leaves picks but stays listed)."""
@@ -118,7 +130,17 @@ class ServiceAgent:
         await self.bus.publish(Drain(service=r.service, instance_id=r.instance_id))
 
     async def stop(self) -> None:
-        """Stop heartbeating, drain, wait `drain_grace_s`, deregister, stop listening."""
+        """Stop heartbeating, drain, wait `drain_grace_s`, deregister, stop listening.
+
+        Safe to call again, and concurrently (SIGTERM and the program's own shutdown).
+        """
+        async with self._stop_lock:
+            await self._stop()
+
+    async def _stop(self) -> None:
+        if self._unhook is not None:
+            self._unhook()
+            self._unhook = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -6,7 +6,8 @@ The tree::
     ├── ConfigError (also ValueError)        a bad URL, setting or argument
     ├── TopologyError                        a declaration the broker refused
     ├── ConnectionLost                       the broker connection dropped or could not be made
-    │   └── BrokerUnreachable                nothing answered at the broker address
+    │   ├── BrokerUnreachable                nothing answered at the broker address
+    │   └── AccessRefused                    the broker refused the user (password, vhost)
     ├── PublishError                         the broker did not confirm a publish
     │   └── Unroutable                       no queue took a mandatory message
     ├── DecodeError (also ValueError)        a message that is not a valid event of its type
@@ -50,6 +51,12 @@ class ConnectionLost(BusError):
 
 class BrokerUnreachable(ConnectionLost):
     """No broker answered at the configured address."""
+
+
+class AccessRefused(ConnectionLost):
+    """The broker answered and refused this user: authentication failed (wrong user name or
+    password), or the user may not open the vhost. The message names user and address, never
+    the password."""
 
 
 class PublishError(BusError):

@@ -7,7 +7,13 @@
 The bus lives on an asyncio loop in a daemon thread of its own; Flask's threads hand work to
 it and wait for the answer. The instance is kept registered by a `bus.agent.ServiceAgent`
 (heartbeats every third of the TTL, registering again if the registry forgot it); at
-interpreter exit (or `close()`) it drains, deregisters, and the connection closes.
+interpreter exit, on SIGTERM (or `close()`) it drains, deregisters, and the connection closes.
+
+SIGTERM is what process managers, `docker stop` and Kubernetes send, and by default it ends the
+process before `atexit` runs. Built in the main thread, the extension therefore takes SIGTERM:
+it deregisters, then calls the handler the app (or its server, e.g. gunicorn's worker) had
+installed, or, with none, lets the process die of SIGTERM as before (`bus._sigterm`).
+`stop_on_sigterm=False` leaves SIGTERM alone.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from bus import _sigterm
 from bus.agent import Check, ServiceAgent
 from bus.client import Bus
 from bus.errors import BusError
@@ -52,6 +59,7 @@ class GovbusFlask:
         ttl_s: float = 30.0,
         timeout_s: float = 5.0,
         check: Check | None = None,
+        stop_on_sigterm: bool = True,
     ) -> None:
         self.url = url or load_settings().bus_url(embedded=False)
         address = address or socket.gethostname()
@@ -66,6 +74,8 @@ class GovbusFlask:
         )
         self.timeout_s = timeout_s
         self.check = check
+        self.stop_on_sigterm = stop_on_sigterm
+        self._unhook: _sigterm.Unhook | None = None
         self.agent: ServiceAgent | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="govbus", daemon=True)
@@ -84,11 +94,16 @@ class GovbusFlask:
         self._thread.start()
         self._run(self._start())
         atexit.register(self.close)
+        if self.stop_on_sigterm:
+            self._unhook = _sigterm.on_sigterm(self.close)
 
     async def _start(self) -> None:
         self._bus = Bus(self.url, source=f"govbus/flask/{self.registration.service}")
         await self._bus.start()
-        self.agent = ServiceAgent(self._bus, self.registration, check=self.check)
+        # SIGTERM is taken in the app's main thread (`init_app`), not on this loop's thread.
+        self.agent = ServiceAgent(
+            self._bus, self.registration, check=self.check, stop_on_sigterm=False
+        )
         await self.agent.start()
 
     @property
@@ -127,6 +142,9 @@ class GovbusFlask:
             return
         self._closed = True
         atexit.unregister(self.close)
+        if self._unhook is not None:
+            self._unhook()
+            self._unhook = None
         try:
             self._run(self._stop())
         except (BusError, TimeoutError) as exc:

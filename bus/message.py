@@ -3,6 +3,11 @@
 A `Message` is the AMQP view (body, properties, headers) shared by both transports. An event
 travels in CloudEvents *binary mode*: the body is the JSON payload and the event attributes
 are AMQP properties and `ce-*` headers, so any AMQP client in any language can read it.
+
+AMQP 0-9-1's `timestamp` property is whole seconds since the epoch: an event's `timestamp` is
+its time truncated to the second (`amqp_timestamp`), and header `ce-time` carries the full
+precision (RFC 3339, microseconds). Both transports deliver the same: the embedded one
+truncates a finer timestamp as RabbitMQ's wire encoding does.
 """
 
 from __future__ import annotations
@@ -77,6 +82,14 @@ class EventMeta:
     delivery_count: int = 0
 
 
+def amqp_timestamp(moment: datetime) -> datetime:
+    """`moment` as the AMQP `timestamp` property carries it: whole seconds, in UTC (a naive
+    time is taken as UTC), truncated as pamqp encodes it for RabbitMQ."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(int(moment.timestamp()), UTC)
+
+
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with microseconds and a `Z`, the form every log line uses."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -110,7 +123,7 @@ def event_message(
         body=body,
         message_id=event_id,
         type=event_type,
-        timestamp=time,
+        timestamp=amqp_timestamp(time),
         app_id=source,
         correlation_id=correlation_id,
         headers=headers,

@@ -847,9 +847,9 @@ def _is_command(event: LogEvent) -> bool:
 
 
 def _per_worker(db_url: str, worker: str) -> str:
-    """One database per worker (two workers on one would publish each other's outbox):
-    `{worker}` in the URL is replaced by the worker's name; a SQLite file without it gets the
-    name added to its stem (`replay.db` -> `replay-discovery.db`)."""
+    """One database per worker: `{worker}` in the URL is replaced by the worker's name; a
+    SQLite file without it gets the name added to its stem (`replay.db` becomes
+    `replay-discovery.db`)."""
     if "{worker}" in db_url:
         return db_url.replace("{worker}", worker)
     if db_url.startswith("sqlite") and ":memory:" not in db_url:

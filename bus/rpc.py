@@ -1,14 +1,16 @@
 """Request/reply over `govbus.rpc` with direct reply-to.
 
 A request goes to `govbus.rpc` with the method as routing key, `reply_to` =
-`amq.rabbitmq.reply-to`, a `correlation_id`, and its deadline twice: as the message
-expiration (the broker drops it unread) and as header `x-govbus-deadline` (epoch ms; the
-server skips work whose caller has given up). The reply carries the `correlation_id`, header
-`x-govbus-status` (`ok` or an error code) and a JSON body: the result or
-`{"code", "message", "details"}`.
+`amq.rabbitmq.reply-to`, a `correlation_id`, `timestamp` (when it was sent, whole seconds as
+AMQP has it) and a body that is the JSON object of the method's parameters. Its deadline is the
+`expiration` (ms: the broker drops it unread once the caller has given up); govbus callers add
+header `x-govbus-deadline` (epoch ms), so a server also skips work whose caller gave up while
+it waited in the prefetch. The reply carries the `correlation_id`, header `x-govbus-status`
+(`ok` or an error code) and a JSON body: the result or `{"code", "message", "details"}`.
 
 Many calls share one channel: a dict of futures by correlation id, no lock. The request is
-mandatory, so a method nobody serves is returned at once as `NoResponder`.
+published mandatory, so a method nobody serves comes back from the broker at once and the call
+raises `NoResponder` (HTTP 503 at the edge) instead of waiting for its deadline.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar, overload
 
 import orjson
@@ -166,12 +169,13 @@ class RpcClient:
         timeout = self.default_timeout if timeout is None else timeout
         body = to_json(params) if isinstance(params, BaseModel) else orjson.dumps(params or {})
         correlation_id = f"{self._prefix}.{next(self._ids)}"
-        deadline_ms = int((time.time() + timeout) * 1000)
+        now = time.time()
         message = Message(
             body=body,
             correlation_id=correlation_id,
             reply_to=DIRECT_REPLY_TO,
-            headers={DEADLINE: deadline_ms, **(headers or {})},
+            timestamp=datetime.fromtimestamp(int(now), UTC),
+            headers={DEADLINE: int((now + timeout) * 1000), **(headers or {})},
             expiration_ms=max(int(timeout * 1000), 1),
             persistent=False,
         )

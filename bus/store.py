@@ -5,6 +5,9 @@
 - The **outbox** holds the events a change causes, written in the same transaction as the
   change; `OutboxRelay` publishes them after commit (with confirms) and marks them sent, so a
   crash between commit and publish loses nothing: the next relay pass sends them.
+- Every outbox row carries its publisher's `source`, and a relay only ever touches the rows of
+  its own source: workers may share one database (`govbus up` puts both in `./govbus.db`), and
+  each derived event must be published once, by the worker that derived it.
 
 Works on SQLite (aiosqlite) and PostgreSQL (asyncpg).
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
@@ -138,18 +141,26 @@ def add_to_outbox(
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows in order, then marks them sent.
+    """Publishes the committed outbox rows of `source` in order, then marks them sent.
 
     `notify()` after a commit wakes it at once; it also polls, so rows left by a crashed
-    process (committed, never published) go out when any relay on the database runs.
+    process (committed, never published) go out when the next relay of that source runs.
+    Rows of other sources on the same database are theirs to publish, never this relay's.
     Publishing is at-least-once: consumers de-duplicate by event id.
     """
 
     def __init__(
-        self, store: Store, publisher: Publisher, *, poll_s: float = 0.5, batch: int = 500
+        self,
+        store: Store,
+        publisher: Publisher,
+        *,
+        source: str,
+        poll_s: float = 0.5,
+        batch: int = 500,
     ) -> None:
         self.store = store
         self.publisher = publisher
+        self.source = source
         self.poll_s = poll_s
         self.batch = batch
         self._wake = asyncio.Event()
@@ -185,67 +196,94 @@ class OutboxRelay:
             self._wake.clear()
 
     async def flush(self) -> int:
-        """Publish every unsent row; returns how many went out."""
-        total = await relay_outbox(self.store, self.publisher.transport, batch=self.batch)
+        """Publish every unsent row of this relay's source; returns how many went out."""
+        total = await relay_outbox(
+            self.store, self.publisher.transport, source=self.source, batch=self.batch
+        )
         self.relayed += total
         return total
 
     async def prune(self, keep: int = 10_000) -> None:
-        """Forget sent rows beyond the newest `keep`."""
-        await prune_outbox(self.store, keep=keep)
+        """Forget this source's sent rows beyond its newest `keep`."""
+        await prune_outbox(self.store, source=self.source, keep=keep)
 
 
-async def relay_outbox(
-    store: Store, transport: Transport, *, source: str | None = None, batch: int = 500
-) -> int:
-    """Publish the unsent outbox rows (of `source` only, when given) in order, mark them sent.
+async def relay_outbox(store: Store, transport: Transport, *, source: str, batch: int = 500) -> int:
+    """Publish the unsent outbox rows of `source` in order, mark them sent; returns how many.
 
-    Returns how many went out. A worker that shares its database with another (as in
-    `govbus up`) passes its `source`, so each relays only its own rows.
+    `source` is required: workers sharing a database (as in `govbus up`) each relay only their
+    own rows, else one would publish the rows the other is about to publish itself. Processes
+    of one source on one PostgreSQL database (competing managers) take turns: a relay locks the
+    batch it publishes (`FOR UPDATE`) until it has marked it sent, and the next one then finds
+    only what is left. (SQLite has no row locks and a read transaction held across the
+    publishes would fail the next write: there, one process a source per file.)
     """
+    query = (
+        select(OutboxRow)
+        .where(OutboxRow.sent == 0, OutboxRow.source == source)
+        .order_by(OutboxRow.seq)
+        .limit(batch)
+    )
+    locking = store.engine.dialect.name == "postgresql"
+    if locking:
+        query = query.with_for_update()
     total = 0
     while True:
-        query = select(OutboxRow).where(OutboxRow.sent == 0)
-        if source is not None:
-            query = query.where(OutboxRow.source == source)
-        async with store.unit_of_work() as session:
-            rows = (await session.scalars(query.order_by(OutboxRow.seq).limit(batch))).all()
-        if not rows:
-            return total
-        sent: list[int] = []
-        try:
-            for row in rows:
-                message = event_message(
-                    event_type=row.event_type,
-                    body=row.body,
-                    event_id=row.event_id,
-                    source=row.source,
-                    # SQLite hands back naive datetimes (stored as UTC above).
-                    time=row.time if row.time.tzinfo else row.time.replace(tzinfo=UTC),
-                    traceparent=row.traceparent,
-                )
-                try:
-                    await transport.publish(EVENTS, row.event_type, message)
-                except Unroutable:
-                    # Nobody subscribes to this type (only on the embedded broker: on RabbitMQ
-                    # the log stream takes every event). Retrying would block the rows behind it.
-                    log.debug("outbox: no subscriber for %s %s", row.event_type, row.event_id)
-                sent.append(row.seq)
-        finally:
-            if sent:
-                async with store.unit_of_work() as session:
+        async with store.sessions() as session:
+            rows = (await session.scalars(query)).all()
+            if not locking:
+                await session.commit()
+            if not rows:
+                return total
+            sent: list[int] = []
+            try:
+                await _publish_rows(transport, rows, sent)
+            finally:
+                # Also after a failed or cancelled publish: what went out is marked, the rest
+                # stays for the next pass.
+                if sent:
                     await session.execute(
                         update(OutboxRow).where(OutboxRow.seq.in_(sent)).values(sent=1)
                     )
+                await session.commit()
                 total += len(sent)
 
 
-async def prune_outbox(store: Store, *, source: str | None = None, keep: int = 10_000) -> None:
-    """Forget sent rows (of `source` only, when given) beyond the newest `keep` of the outbox."""
+async def _publish_rows(transport: Transport, rows: Sequence[OutboxRow], sent: list[int]) -> None:
+    for row in rows:
+        message = event_message(
+            event_type=row.event_type,
+            body=row.body,
+            event_id=row.event_id,
+            source=row.source,
+            # SQLite hands back naive datetimes (stored as UTC above).
+            time=row.time if row.time.tzinfo else row.time.replace(tzinfo=UTC),
+            traceparent=row.traceparent,
+        )
+        try:
+            await transport.publish(EVENTS, row.event_type, message)
+        except Unroutable:
+            # Nobody subscribes to this type (only on the embedded broker: on RabbitMQ the log
+            # stream takes every event). Retrying would block the rows behind it.
+            log.debug("outbox: no subscriber for %s %s", row.event_type, row.event_id)
+        sent.append(row.seq)
+
+
+async def prune_outbox(store: Store, *, source: str, keep: int = 10_000) -> None:
+    """Forget the sent rows of `source` more than `keep` places (`seq`) behind its newest row:
+    its newest rows stay, however many rows other sources wrote since."""
     async with store.unit_of_work() as session:
-        newest = await session.scalar(select(OutboxRow.seq).order_by(OutboxRow.seq.desc()).limit(1))
+        newest = await session.scalar(
+            select(OutboxRow.seq)
+            .where(OutboxRow.source == source)
+            .order_by(OutboxRow.seq.desc())
+            .limit(1)
+        )
         if newest is not None:
-            query = delete(OutboxRow).where(OutboxRow.sent == 1, OutboxRow.seq <= newest - keep)
-            if source is not None:
-                query = query.where(OutboxRow.source == source)
-            await session.execute(query)
+            await session.execute(
+                delete(OutboxRow).where(
+                    OutboxRow.source == source,
+                    OutboxRow.sent == 1,
+                    OutboxRow.seq <= newest - keep,
+                )
+            )

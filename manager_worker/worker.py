@@ -15,7 +15,7 @@ from bus.consumer import EventConsumer, Handler
 from bus.errors import BusError
 from bus.rpc import Method, RpcServer
 from bus.store import OutboxRelay, Store, create_tables
-from manager_worker.config import SERVICE, ManagerConfig
+from manager_worker.config import SERVICE, SOURCE, ManagerConfig
 from manager_worker.context import Context
 from manager_worker.placement import Placement
 from manager_worker.routing import EVENT_HANDLERS, RPC_METHODS
@@ -52,7 +52,8 @@ class ManagerWorker:
             timeout_s=config.pick_timeout_s,
             method=f"{config.discovery}.pick",
         )
-        self.relay = OutboxRelay(store, bus.publisher, poll_s=config.relay_poll_s)
+        # Its own rows only (`source`): the store may be shared with another worker (`govbus up`).
+        self.relay = OutboxRelay(store, bus.publisher, source=SOURCE, poll_s=config.relay_poll_s)
         self.context = Context(
             store=store,
             clock=clock,

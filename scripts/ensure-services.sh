@@ -10,7 +10,7 @@ set -euo pipefail
 AMQP_PORT=5672
 PG_PORT=5432
 WAIT_S=60
-COMPOSE_HINT="docker compose -f compose/docker-compose.yml up -d rabbitmq postgres"
+COMPOSE_HINT="GOVBUS_AUTH_SECRET=unused docker compose -f compose/docker-compose.yml up -d rabbitmq postgres"
 
 log() { printf 'ensure-services: %s\n' "$*" >&2; }
 die() {

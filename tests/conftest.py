@@ -28,7 +28,8 @@ DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 _HOW_TO_START = (
     "run `make services` (scripts/ensure-services.sh), "
-    "or `docker compose -f compose/docker-compose.yml up -d rabbitmq postgres`"
+    "or `GOVBUS_AUTH_SECRET=unused docker compose -f compose/docker-compose.yml up -d rabbitmq "
+    "postgres`"
 )
 
 

@@ -20,6 +20,7 @@ from hypercorn.config import Config as HypercornConfig
 from quart import Quart
 
 from bus.cli import app, fail
+from bus.cli._preflight import check_store
 from bus.client import Bus
 from bus.edge import SCOPES, create_app, mint_token
 from bus.edge.auth import new_secret
@@ -124,6 +125,7 @@ def up(
     settings = _settings(url=url, db=db, http=http)
     try:
         check_listen(settings.http)
+        check_store(settings.db)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     minted = None
@@ -131,7 +133,13 @@ def up(
         settings = settings.model_copy(update={"auth_secret": new_secret()})
     if settings.auth == "required" and settings.auth_secret:
         minted = mint_token(SCOPES, ttl_s=30 * 86_400, secret=settings.auth_secret, subject="admin")
-        _write_private(Path(TOKEN_FILE), minted)
+        try:
+            _write_private(Path(TOKEN_FILE), minted)
+        except OSError as exc:
+            raise fail(
+                f"cannot write the admin token ./{TOKEN_FILE} in {Path.cwd()}: {exc.strerror} "
+                "(govbus up writes it where it runs: run it in a writable directory)"
+            ) from None
     try:
         asyncio.run(_up(settings, minted))
     except BusError as exc:
@@ -214,6 +222,10 @@ def edge(url: UrlOption = None, http: HttpOption = None) -> None:
 
 
 def _component(package: str, settings: Settings) -> None:
+    try:
+        check_store(settings.db)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     module = importlib.import_module(f"{package}.__main__")
     try:
         asyncio.run(module.serve(settings))
@@ -238,6 +250,10 @@ def discovery(
     if queue is None:
         _component("discovery_worker", settings)
         return
+    try:
+        check_store(settings.db)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     from discovery_worker.config import DiscoveryConfig
 
     async def run() -> None:

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
@@ -27,6 +27,7 @@ from pamqp import commands as spec
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from bus.errors import (
+    AccessRefused,
     BrokerUnreachable,
     BusError,
     ConfigError,
@@ -58,6 +59,28 @@ def normalize_url(url: str) -> str:
     query = dict(parse_qsl(parts.query))
     query.setdefault("heartbeat", str(DEFAULT_HEARTBEAT_S))
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _connect_error(url: str, exc: BaseException) -> ConnectionLost:
+    """Why a connection could not be made, naming user and address (never the password)."""
+    parts = urlsplit(url)
+    where = f"{parts.scheme}://{parts.hostname}:{parts.port or 5672}{parts.path or '/'}"
+    user = unquote(parts.username or "guest")
+    # Before Connection.OpenOk: RabbitMQ closes with ACCESS_REFUSED on bad credentials
+    # (aiormq: ProbableAuthenticationError), with NOT_ALLOWED on a vhost the user may not open
+    # (aiormq: a Connection.Close where it expected OpenOk).
+    if isinstance(exc, amqp_exc.ProbableAuthenticationError):
+        return AccessRefused(
+            f"authentication failed: the broker at {where} refused user {user!r} "
+            "(ACCESS_REFUSED: wrong user name or password)"
+        )
+    if isinstance(exc, amqp_exc.InvalidFrameError) and "Connection.Close" in str(exc):
+        vhost = unquote(parts.path[1:]) or "/"
+        return AccessRefused(
+            f"the broker at {where} did not let user {user!r} open vhost {vhost!r} "
+            "(NOT_ALLOWED: no such vhost, or no permission on it)"
+        )
+    return BrokerUnreachable(f"cannot reach the broker at {where}: {exc or type(exc).__name__}")
 
 
 def _properties(message: Message) -> spec.Basic.Properties:
@@ -229,11 +252,7 @@ class AmqpTransport(Transport):
                 client_properties={"connection_name": self.name},
             )
         except (OSError, TimeoutError, amqp_exc.AMQPError) as exc:
-            parts = urlsplit(self.url)
-            where = f"{parts.scheme}://{parts.hostname}:{parts.port or 5672}{parts.path or '/'}"
-            raise BrokerUnreachable(
-                f"cannot reach the broker at {where}: {exc or type(exc).__name__}"
-            ) from exc
+            raise _connect_error(self.url, exc) from exc
         connection.close_callbacks.add(self._on_connection_close)
         self._connection = connection
         try:

@@ -5,7 +5,8 @@ where govbus relies on the broker: topic routing with `*` and `#`, competing con
 round-robin dispatch and prefetch, ack/nack/requeue with the redelivered flag, quorum queues'
 `x-delivery-count` and `x-delivery-limit`, dead-lettering with `x-death`, mandatory returns,
 direct reply-to, auto-delete and exclusive queues, per-message expiration and stream queues
-read from an offset. Dispatch happens on the event loop (`call_soon`), never inside `publish`,
+read from an offset; the AMQP `timestamp` is delivered in whole seconds, as RabbitMQ's
+wire carries it. Dispatch happens on the event loop (`call_soon`), never inside `publish`,
 so ordering is deterministic for a given sequence of calls.
 
 `memory://` is one broker per process; `memory://name` names another (tests use unique names).
@@ -20,11 +21,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
 
 from bus.errors import ConnectionLost, TopologyError, Unroutable
-from bus.message import Delivery, Message
+from bus.message import Delivery, Message, amqp_timestamp
 from bus.transport.base import (
     DIRECT_REPLY_TO,
     ExchangeKind,
@@ -435,6 +437,10 @@ class MemoryTransport(Transport):
         confirm: bool = True,
     ) -> None:
         broker = self.broker
+        stamp = message.timestamp
+        if stamp is not None and (stamp.microsecond or stamp.tzinfo is not UTC):
+            # The AMQP timestamp is whole seconds: deliver what RabbitMQ would.
+            message = replace(message, timestamp=amqp_timestamp(stamp))
         if message.reply_to == DIRECT_REPLY_TO:
             if self._reply_token is None:
                 raise TopologyError(

@@ -1,7 +1,8 @@
 """The article's Flask service, now on the bus: `/hello`, `/resource`, `/resource/<name>`.
 
-It registers itself as service `hello` (heartbeating in the background, deregistering at exit)
-and answers `/resource` by asking the manager worker over the bus instead of reading SQLite.
+It registers itself as service `hello` (heartbeating in the background, deregistering at exit
+and on SIGTERM) and answers `/resource` by asking the manager worker over the bus instead of
+reading SQLite.
 
     GOVBUS_URL=amqp://guest:guest@127.0.0.1:5672/ flask --app examples/flask_hello/app run
 """

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
+import orjson
 import pytest
 from pydantic import BaseModel
 
@@ -20,8 +22,9 @@ from bus.errors import (
     Retry,
     Unavailable,
 )
-from bus.message import Delivery, EventMeta, Message
-from bus.topology import EVENTS
+from bus.message import Delivery, EventMeta, Message, event_meta
+from bus.topology import EVENTS, RPC
+from bus.transport import DIRECT_REPLY_TO, QueueSpec
 from schemas import EVENT_TYPES, Heartbeat, Register
 from tests._wait import eventually
 
@@ -201,6 +204,51 @@ async def echo_server(bus: Bus, name: str) -> AsyncIterator[str]:
 
     await bus.serve(service, {f"{name}.echo": Method(Echo, echo)})
     yield f"{name}.echo"
+
+
+async def test_a_request_on_the_wire(bus, name):
+    """What any AMQP server of a method receives (SPEC, Wire format): the parameters as a JSON
+    object, the deadline as `expiration` (ms), a whole-second `timestamp`, a reply-to address
+    and a correlation id; its reply (correlation id, `x-govbus-status`, JSON) is the result."""
+    got: list[Delivery] = []
+    queue = f"{name}.srv"
+    await bus.transport.declare_queue(QueueSpec(queue, durable=False, auto_delete=True))
+    await bus.transport.bind(queue, RPC, f"{name}.sum")
+    await bus.transport.consume(queue, got.append, prefetch=10)
+    before = datetime.now(UTC).replace(microsecond=0)
+    call = asyncio.ensure_future(bus.call(f"{name}.sum", {"a": 2, "b": 3}, timeout=4.5))
+    (request,) = await eventually(lambda: got, what="the request")
+    m = request.message
+    assert orjson.loads(m.body) == {"a": 2, "b": 3} and m.content_type == "application/json"
+    assert m.expiration_ms == 4500
+    assert m.timestamp is not None and m.timestamp.microsecond == 0
+    assert before <= m.timestamp <= datetime.now(UTC)
+    assert m.reply_to and m.reply_to.startswith(DIRECT_REPLY_TO + ".")
+    assert m.correlation_id and not m.persistent
+    assert (request.exchange, request.routing_key) == (RPC, f"{name}.sum")
+    reply = Message(
+        body=b'{"sum": 5}', correlation_id=m.correlation_id, headers={"x-govbus-status": "ok"}
+    )
+    await bus.transport.publish("", m.reply_to, reply, mandatory=False, confirm=False)
+    await request.ack()
+    assert await call == {"sum": 5}
+
+
+async def test_an_event_on_the_wire_has_a_whole_second_timestamp_and_a_precise_ce_time(bus, name):
+    got: list[Delivery] = []
+    queue = f"{name}.tap"
+    await bus.transport.declare_queue(QueueSpec(queue, durable=False, exclusive=True))
+    await bus.transport.bind(queue, EVENTS, Register.TYPE)
+    await bus.transport.consume(queue, got.append, prefetch=10)
+    when = datetime(2026, 3, 4, 5, 6, 7, 891_234, tzinfo=UTC)
+    event_id = await bus.publish(register(name), time=when)
+    (delivery,) = await eventually(lambda: got, what="the event")
+    m = delivery.message
+    assert m.message_id == event_id
+    assert m.timestamp == datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    assert m.headers["ce-time"] == "2026-03-04T05:06:07.891234Z"
+    assert event_meta(delivery).time == when  # read back at full precision
+    await delivery.ack()
 
 
 async def test_rpc_round_trip_and_typed_errors(bus, echo_server):

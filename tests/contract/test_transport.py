@@ -81,6 +81,25 @@ async def test_properties_round_trip(transport, name, cleanup):
     await got.ack()
 
 
+async def test_the_timestamp_arrives_in_whole_seconds_utc(transport, name, cleanup):
+    """AMQP 0-9-1 carries `timestamp` as whole seconds: the embedded broker delivers what
+    RabbitMQ does for a finer (or naive) time."""
+    queue = await topic_setup(transport, name, "#")
+    cleanup.append(queue)
+    inbox = Inbox()
+    await transport.consume(queue, inbox, prefetch=10)
+    fine = datetime(2026, 1, 2, 3, 4, 5, 987_654, tzinfo=UTC)
+    naive = datetime(2026, 1, 2, 3, 4, 6, 500_000)  # taken as UTC
+    await transport.publish(f"{name}.x", "a", msg(timestamp=fine))
+    await transport.publish(f"{name}.x", "a", msg(timestamp=naive))
+    first, second = await inbox.wait(2)
+    assert first.message.timestamp == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert second.message.timestamp == datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)
+    assert first.message.timestamp.tzinfo is UTC and second.message.timestamp.tzinfo is UTC
+    for got in (first, second):
+        await got.ack()
+
+
 @pytest.mark.parametrize(
     ("binding", "matching", "not_matching"),
     [

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
+
+from bus import Bus, NoResponder
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -55,9 +59,50 @@ async def test_publish_puts_a_cloudevent_any_amqp_client_can_read(amqp_url):
     assert headers["ce-source"] == "govbus-cli"
     ce_time = datetime.fromisoformat(str(headers["ce-time"]))
     assert ce_time.tzinfo is not None and str(headers["ce-time"]).endswith("Z")
-    assert abs((ce_time - message.timestamp.replace(tzinfo=UTC)).total_seconds()) < 1
+    # AMQP's timestamp is whole seconds; ce-time keeps the precision.
+    assert message.timestamp == ce_time.replace(microsecond=0)
     body = json.loads(message.body)
     assert body["service"] == "web" and body["port"] == 8080 and body["ttl_s"] == 30
+
+
+async def test_a_request_as_a_plain_amqp_server_reads_and_answers_it(amqp_url, unique):
+    """A server in any language: the request's parameters are a JSON object, `expiration` is
+    the caller's deadline, `timestamp` whole seconds; a reply with the correlation id and
+    `x-govbus-status: ok` is the call's result."""
+    method = f"{unique}.sum"
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        rpc = await channel.get_exchange("govbus.rpc", ensure=True)
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(rpc, method)
+        async with Bus(amqp_url, source="wire-test") as bus:
+            before = datetime.now(UTC).replace(microsecond=0)
+            call = asyncio.ensure_future(bus.call(method, {"a": 2, "b": 3}, timeout=4))
+            async with queue.iterator() as requests:
+                request = await asyncio.wait_for(anext(requests), 5)
+            assert json.loads(request.body) == {"a": 2, "b": 3}
+            assert request.content_type == "application/json"
+            assert request.expiration == 4.0  # aio-pika reads the ms as seconds
+            assert request.timestamp is not None and request.timestamp.microsecond == 0
+            assert before <= request.timestamp <= datetime.now(UTC)
+            assert request.reply_to and request.correlation_id
+            await channel.default_exchange.publish(
+                aio_pika.Message(
+                    b'{"sum": 5}',
+                    correlation_id=request.correlation_id,
+                    headers={"x-govbus-status": "ok"},
+                    content_type="application/json",
+                ),
+                routing_key=request.reply_to,
+            )
+            await request.ack()
+            assert await call == {"sum": 5}
+            # A method nobody serves comes back from the broker at once: no wait for 30 s.
+            with pytest.raises(NoResponder):
+                await asyncio.wait_for(bus.call(f"{unique}.nobody", {}, timeout=30), 5)
+    finally:
+        await connection.close()
 
 
 @pytest.mark.parametrize(
@@ -96,6 +141,23 @@ def test_unreachable_broker_is_reported_quickly():
     assert result.returncode == 1
     assert result.stderr.startswith("govbus: error: cannot reach the broker at amqp://127.0.0.1:1/")
     assert "Traceback" not in result.stderr
+
+
+def test_a_wrong_password_is_an_authentication_failure_not_an_unreachable_broker(amqp_url):
+    parts = urlsplit(amqp_url)
+    host = f"{parts.hostname}:{parts.port or 5672}"
+    result = govbus(
+        "publish",
+        "registry.heartbeat",
+        '{"service": "web", "instance_id": "w1"}',
+        url=f"amqp://{parts.username}:not-the-password@{host}/",
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"govbus: error: authentication failed: the broker at amqp://{host}/ refused user "
+        f"{parts.username!r} (ACCESS_REFUSED: wrong user name or password)"
+    ]
+    assert "not-the-password" not in result.stderr + result.stdout
 
 
 def test_bad_url_names_the_variable():

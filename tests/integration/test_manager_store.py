@@ -342,7 +342,7 @@ async def test_the_relay_outlives_an_unreachable_database(memory_url):
     bus = Bus(memory_url, source=SOURCE)
     await bus.start()
     store = Store(create_engine("postgresql+asyncpg://postgres@127.0.0.1:9/none"))
-    relay = OutboxRelay(store, bus.publisher, poll_s=0.01)
+    relay = OutboxRelay(store, bus.publisher, source=SOURCE, poll_s=0.01)
     try:
         await relay.start()
         for _ in range(3):
@@ -363,7 +363,7 @@ async def test_the_relay_stops_when_woken_just_before_stop(memory_url, tmp_path)
     await bus.start()
     store = Store(create_engine(f"sqlite+aiosqlite:///{tmp_path}/relay.db"))
     await create_tables(store.engine)
-    relay = OutboxRelay(store, bus.publisher, poll_s=0.05)
+    relay = OutboxRelay(store, bus.publisher, source=SOURCE, poll_s=0.05)
     try:
         for _ in range(20):
             await relay.start()
