@@ -22,6 +22,7 @@ from bus.errors import (
 from bus.message import EventMeta, Message
 from bus.publisher import Publisher
 from bus.rpc import Method, RpcClient, RpcServer
+from bus.tap import Tap
 
 __all__ = [
     "Bus",
@@ -46,6 +47,7 @@ __all__ = [
     "RpcClient",
     "RpcError",
     "RpcServer",
+    "Tap",
     "Unavailable",
     "Unroutable",
     "VirtualClock",
