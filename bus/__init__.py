@@ -4,6 +4,7 @@ from bus.client import Bus
 from bus.clock import Clock, VirtualClock, WallClock
 from bus.consumer import ConsumerPolicy, EventConsumer
 from bus.errors import (
+    AccessRefused,
     BusError,
     CircuitOpen,
     ConfigError,
@@ -25,6 +26,7 @@ from bus.rpc import Method, RpcClient, RpcServer
 from bus.tap import Tap
 
 __all__ = [
+    "AccessRefused",
     "Bus",
     "BusError",
     "CircuitOpen",

@@ -5,6 +5,7 @@ The tree::
     BusError
     ├── ConfigError (also ValueError)        a bad URL, setting or argument
     ├── TopologyError                        a declaration the broker refused
+    ├── AccessRefused                        the broker user may not do that (ACCESS_REFUSED)
     ├── ConnectionLost                       the broker connection dropped or could not be made
     │   └── BrokerUnreachable                nothing answered at the broker address
     ├── PublishError                         the broker did not confirm a publish
@@ -42,6 +43,10 @@ class ConfigError(BusError, ValueError):
 
 class TopologyError(BusError):
     """The broker refused a declaration."""
+
+
+class AccessRefused(BusError):
+    """The broker refused the operation to this user (its permissions, ACCESS_REFUSED)."""
 
 
 class ConnectionLost(BusError):

@@ -27,6 +27,7 @@ from pamqp import commands as spec
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from bus.errors import (
+    AccessRefused,
     BrokerUnreachable,
     BusError,
     ConfigError,
@@ -330,6 +331,11 @@ class AmqpTransport(Transport):
         except (amqp_exc.ChannelNotFoundEntity, amqp_exc.ChannelPreconditionFailed) as exc:
             await self._reopen_channels()
             raise TopologyError(f"{what}: {exc}") from exc
+        except amqp_exc.ChannelAccessRefused as exc:
+            # The broker closed the channel it was refused on; publishing goes on on new ones.
+            if any(c is None or c.is_closed for c in (self._confirm, self._fast)):
+                await self._reopen_channels()
+            raise AccessRefused(f"{what}: access refused ({exc})") from exc
         except (
             amqp_exc.AMQPError,
             ConnectionError,

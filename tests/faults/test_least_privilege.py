@@ -28,12 +28,13 @@ import aiormq
 import orjson
 import pytest
 
-from bus import Bus, NotFound, Tap
+from bus import AccessRefused, Bus, NotFound, Tap
 from bus.cli.workers import running_worker
 from bus.edge import create_app
 from bus.message import Delivery, event_message
 from bus.settings import load_settings
 from bus.topology import LOG
+from schemas import Heartbeat, ResourceDrift
 from tests._edge_stack import SECRET, bearer
 from tests._rabbit_node import PrivateRabbit
 from tests._wait import eventually
@@ -199,6 +200,7 @@ def compose_node() -> Iterator[PrivateRabbit]:
 class Deployment:
     node: PrivateRabbit
     admin: Bus
+    edge_bus: Bus
     client: Any
     sse: Tap  # what the edge's GET /v1/events takes, as user edge
     sse_seen: list[Delivery]
@@ -250,7 +252,8 @@ async def deployment(node: PrivateRabbit, tmp_path: Path) -> AsyncIterator[Deplo
         dead: dict[str, list[Delivery]] = {"govbus.discovery": [], "govbus.manager": []}
         for queue, entries in dead.items():
             await admin.transport.consume(f"{queue}.dlq", entries.append, prefetch=100)
-        yield Deployment(node, admin, test_app.test_client(), sse, sse_seen, seen, dead)
+        client = test_app.test_client()
+        yield Deployment(node, admin, edge_bus, client, sse, sse_seen, seen, dead)
 
 
 async def test_no_component_can_act_for_another(compose_node: PrivateRabbit, tmp_path: Path):
@@ -307,6 +310,10 @@ async def forbidden_publishes(d: Deployment, matrix: Matrix) -> None:
                 matrix.add(f"publish `{event_type}` ({owner}'s) to govbus.events", user, result)
                 assert result == REFUSED, (user, event_type)
     assert not [e for e in d.seen if (e.message.app_id or "") == "forger"]
+    # Through govbus itself: a clear error, and the connection goes on publishing.
+    with pytest.raises(AccessRefused, match=r"resource\.drift"):
+        await d.edge_bus.publish(ResourceDrift(host="host-1"))
+    await d.edge_bus.publish(Heartbeat(service="host", instance_id="host-1"))
 
 
 async def forged_events(d: Deployment, matrix: Matrix) -> None:
