@@ -4,6 +4,7 @@ from bus.client import Bus
 from bus.clock import Clock, VirtualClock, WallClock
 from bus.consumer import ConsumerPolicy, EventConsumer
 from bus.errors import (
+    AccessRefused,
     BusError,
     CircuitOpen,
     ConfigError,
@@ -22,8 +23,10 @@ from bus.errors import (
 from bus.message import EventMeta, Message
 from bus.publisher import Publisher
 from bus.rpc import Method, RpcClient, RpcServer
+from bus.tap import Tap
 
 __all__ = [
+    "AccessRefused",
     "Bus",
     "BusError",
     "CircuitOpen",
@@ -46,6 +49,7 @@ __all__ = [
     "RpcClient",
     "RpcError",
     "RpcServer",
+    "Tap",
     "Unavailable",
     "Unroutable",
     "VirtualClock",

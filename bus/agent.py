@@ -25,21 +25,21 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 from typing import Self
 
+from pydantic import ValidationError
+
 from bus import _sigterm
 from bus.client import Bus
 from bus.clock import Clock
-from bus.consumer import ConsumerPolicy, EventConsumer
+from bus.consumer import describe_validation
 from bus.errors import BusError
-from bus.message import EventMeta
-from bus.topology import EVENTS
-from bus.transport.base import QueueSpec
+from bus.message import Delivery
+from bus.tap import Tap
 from schemas import Deregister, Drain, Heartbeat, HeartbeatUnknown, Register, Status
 
 __all__ = ["Check", "Health", "ServiceAgent"]
@@ -84,8 +84,8 @@ class ServiceAgent:
         self.registered = False
         self.registrations = 0
         self.heartbeats = 0
-        self._queue = f"govbus.agent.{registration.instance_id}.{uuid.uuid4().hex[:8]}"
-        self._consumer: EventConsumer | None = None
+        self._tap: Tap | None = None
+        self._reregistering: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._beat_lock = asyncio.Lock()
         self._stop_lock = asyncio.Lock()
@@ -106,17 +106,12 @@ class ServiceAgent:
 
     async def start(self) -> None:
         """Listen for `registry.heartbeat.unknown`, register, and start heartbeating."""
-        transport = self.bus.transport
-        await transport.declare_queue(QueueSpec(self._queue, durable=False, exclusive=True))
-        await transport.bind(self._queue, EVENTS, HeartbeatUnknown.TYPE)
-        self._consumer = EventConsumer(
-            transport,
-            self._queue,
-            {HeartbeatUnknown.TYPE: self._on_unknown},
-            {HeartbeatUnknown.TYPE: HeartbeatUnknown},
-            policy=ConsumerPolicy(prefetch=16),
+        self._tap = await self.bus.tap(
+            [HeartbeatUnknown.TYPE],
+            self._on_unknown,
+            prefix=f"govbus.agent.{self.registration.instance_id}",
+            prefetch=16,
         )
-        await self._consumer.start()
         await self._register()
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"agent:{self.registration.instance_id}"
@@ -158,11 +153,13 @@ class ServiceAgent:
                 self.registered = False
         except BusError as exc:
             log.warning("agent %s: could not deregister: %s", r.instance_id, exc)
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
-            with contextlib.suppress(BusError):
-                await self.bus.transport.delete_queue(self._queue)
+        for task in list(self._reregistering):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._tap is not None:
+            await self._tap.close()
+            self._tap = None
 
     async def beat(self) -> None:
         """One heartbeat now (or the registration, if it has not gone through yet)."""
@@ -206,14 +203,29 @@ class ServiceAgent:
         self.registered = True
         self.registrations += 1
 
-    async def _on_unknown(self, event: HeartbeatUnknown, meta: EventMeta) -> None:
+    def _on_unknown(self, delivery: Delivery) -> None:
         r = self.registration
+        try:
+            event = HeartbeatUnknown.model_validate_json(delivery.message.body)
+        except ValidationError as exc:
+            log.warning(
+                "agent %s: ignored a bad %s: %s",
+                r.instance_id,
+                delivery.routing_key,
+                describe_validation(exc),
+            )
+            return
         if (event.instance_id, event.service) == (r.instance_id, r.service):
             log.info(
                 "agent %s: the registry forgot this instance; registering again", r.instance_id
             )
-            async with self._beat_lock:
-                await self._register()
+            task = asyncio.get_running_loop().create_task(self._register_again())
+            self._reregistering.add(task)
+            task.add_done_callback(self._reregistering.discard)
+
+    async def _register_again(self) -> None:
+        async with self._beat_lock:
+            await self._register()
 
     async def _run(self) -> None:
         step = timedelta(seconds=self.interval_s)

@@ -4,7 +4,7 @@ together."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -14,6 +14,7 @@ from bus.clock import Clock, WallClock
 from bus.consumer import ConsumerPolicy, EventConsumer, Handler
 from bus.publisher import Publisher
 from bus.rpc import Method, RpcClient, RpcServer
+from bus.tap import Tap, TapHandler
 from bus.topology import declare_exchanges, declare_worker_queue, worker_queue
 from bus.transport import Transport, create_transport
 from bus.transport.memory import MemoryTransport
@@ -50,6 +51,7 @@ class Bus:
         self.rpc = RpcClient(transport, default_timeout=rpc_timeout)
         self.consumers: list[EventConsumer] = []
         self.servers: list[RpcServer] = []
+        self.taps: set[Tap] = set()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -104,15 +106,67 @@ class Bus:
         return consumer
 
     async def serve(
-        self, service: str, methods: Mapping[str, Method], *, prefetch: int = 64
+        self,
+        service: str,
+        methods: Mapping[str, Method],
+        *,
+        prefetch: int = 64,
+        dead_letter: str | None = None,
     ) -> RpcServer:
-        server = RpcServer(self.transport, service, methods, prefetch=prefetch)
+        """Serve `methods` from `govbus.rpc.<service>`. Requests that did not come through
+        `govbus.rpc` are never answered: dead-lettered into `<dead_letter>.dlq` (a worker
+        names its event queue) or, without it, dropped with a warning."""
+        server = RpcServer(
+            self.transport, service, methods, prefetch=prefetch, dead_letter=dead_letter
+        )
         await server.start()
         self.servers.append(server)
         return server
 
+    async def tap(
+        self,
+        patterns: Sequence[str],
+        handler: TapHandler,
+        *,
+        prefix: str = "govbus.tap",
+        max_length: int | None = None,
+        prefetch: int = 256,
+        stream: str | None = None,
+        offset: str | int = "first",
+    ) -> Tap:
+        """Watch events without being a worker: `handler(delivery)` for each event matching
+        `patterns` (topic patterns on `govbus.events`), in order, acknowledged by the tap.
+
+        The queue is private (exclusive, auto-deleted, non-durable), named `<prefix>.<random>`
+        (a broker user needs permissions on its prefix), at most `max_length` deep if given
+        (the oldest go first). `stream=` reads that stream queue (`govbus.log`) from `offset`
+        instead. Messages that did not come through `govbus.events` are dropped (see
+        `bus.tap`). Close it with `await tap.close()`, or it closes with the bus.
+        """
+        tap = Tap(
+            self.transport,
+            patterns,
+            handler,
+            prefix=prefix,
+            max_length=max_length,
+            prefetch=prefetch,
+            stream=stream,
+            offset=offset,
+        )
+        self.taps.add(tap)
+        tap.on_close(lambda: self.taps.discard(tap))
+        try:
+            await tap.start()
+        except BaseException:
+            await tap.close()
+            raise
+        return tap
+
     async def close(self) -> None:
-        """Graceful: stop servers and consumers (finishing in-flight work), then disconnect."""
+        """Graceful: stop taps, servers and consumers (finishing in-flight work), then
+        disconnect."""
+        for tap in list(self.taps):
+            await tap.close()
         for server in reversed(self.servers):
             await server.stop()
         for consumer in reversed(self.consumers):

@@ -2,6 +2,11 @@
 
 The policy, for every delivery:
 
+0. Accept only what reached the queue through `govbus.events`. Anything written into it
+   another way (the default exchange, which every user that sends RPC replies may write to,
+   or `govbus.dlx`) is dead-lettered at once with the reason and never handled: a broker
+   user can then make a worker act only on the event types its topic permissions let it
+   publish.
 1. Read the CloudEvents attributes and validate the body into the event's model. A message
    that cannot be decoded is dead-lettered at once (retrying cannot fix it).
 2. Call the handler for its type. `Reject` dead-letters at once; `Retry` and unexpected
@@ -28,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from bus.errors import BusError, DecodeError, Reject
 from bus.message import Delivery, EventMeta, event_meta
-from bus.topology import DLX
+from bus.topology import DLX, EVENTS
 from bus.transport.base import Subscription, Transport
 
 log = logging.getLogger(__name__)
@@ -48,6 +53,35 @@ class ConsumerPolicy:
     shutdown_timeout_s: float = 10.0
 
 
+def refusal(queue: str, exchange: str, accepted: str) -> str | None:
+    """None when a delivery to `queue` came through `accepted`, else the reason to refuse it.
+
+    One string compare on the hot path; the reason is built only for a refusal.
+    """
+    if exchange == accepted:
+        return None
+    way = "the default exchange" if exchange == "" else exchange
+    return f"refused: reached {queue} through {way}; only {accepted} is accepted"
+
+
+async def dead_letter(
+    transport: Transport, delivery: Delivery, queue: str, *, key: str, reason: str, attempts: int
+) -> None:
+    """Publish a copy of `delivery` to `govbus.dlx` with key `key` (so it lands in
+    `<key>.dlq`) and headers saying why; raises `BusError` if the broker did not confirm it."""
+    message = delivery.message
+    headers = {
+        **message.headers,
+        "x-govbus-error": reason[:1000],
+        "x-govbus-attempts": attempts,
+        "x-govbus-queue": queue,
+        "x-govbus-routing-key": delivery.routing_key,
+        "x-govbus-exchange": delivery.exchange,
+    }
+    # Without its expiration (as RabbitMQ's own dead-lettering does): the copy is evidence.
+    await transport.publish(DLX, key, replace(message, headers=headers, expiration_ms=None))
+
+
 def describe_validation(exc: ValidationError) -> str:
     """A one-line summary naming each bad field: `port: Input should be ...`."""
     parts = []
@@ -64,6 +98,7 @@ class ConsumerStats:
     ignored: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    refused: int = 0  # not from govbus.events: dead-lettered, never handled
 
 
 class EventConsumer:
@@ -136,6 +171,11 @@ class EventConsumer:
     async def process(self, delivery: Delivery) -> None:
         """Apply the policy to one delivery (public so replay can drive it directly)."""
         self.stats.delivered += 1
+        refused = refusal(self.queue, delivery.exchange, EVENTS)
+        if refused is not None:
+            self.stats.refused += 1
+            await self._dead_letter(delivery, refused, 0)
+            return
         try:
             meta = event_meta(delivery)
         except ValueError as exc:
@@ -185,16 +225,15 @@ class EventConsumer:
         return float(min(delay, self.policy.backoff_max_s))
 
     async def _dead_letter(self, delivery: Delivery, reason: str, attempts: int) -> None:
-        message = delivery.message
-        headers = {
-            **message.headers,
-            "x-govbus-error": reason[:1000],
-            "x-govbus-attempts": attempts,
-            "x-govbus-queue": self.queue,
-            "x-govbus-routing-key": delivery.routing_key,
-        }
         try:
-            await self.transport.publish(DLX, self.queue, replace(message, headers=headers))
+            await dead_letter(
+                self.transport,
+                delivery,
+                self.queue,
+                key=self.queue,
+                reason=reason,
+                attempts=attempts,
+            )
         except BusError as exc:
             log.error("dead-lettering a message from %s failed (%s): requeued", self.queue, exc)
             await delivery.nack(requeue=True)

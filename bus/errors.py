@@ -5,9 +5,10 @@ The tree::
     BusError
     ├── ConfigError (also ValueError)        a bad URL, setting or argument
     ├── TopologyError                        a declaration the broker refused
+    ├── AccessRefused                        the broker user may not do that (ACCESS_REFUSED)
     ├── ConnectionLost                       the broker connection dropped or could not be made
     │   ├── BrokerUnreachable                nothing answered at the broker address
-    │   └── AccessRefused                    the broker refused the user (password, vhost)
+    │   └── LoginRefused                     the broker refused the user (password, vhost)
     ├── PublishError                         the broker did not confirm a publish
     │   └── Unroutable                       no queue took a mandatory message
     ├── DecodeError (also ValueError)        a message that is not a valid event of its type
@@ -45,6 +46,10 @@ class TopologyError(BusError):
     """The broker refused a declaration."""
 
 
+class AccessRefused(BusError):
+    """The broker refused the operation to this user (its permissions, ACCESS_REFUSED)."""
+
+
 class ConnectionLost(BusError):
     """The connection to the broker is down (it reconnects by itself)."""
 
@@ -53,7 +58,7 @@ class BrokerUnreachable(ConnectionLost):
     """No broker answered at the configured address."""
 
 
-class AccessRefused(ConnectionLost):
+class LoginRefused(ConnectionLost):
     """The broker answered and refused this user: authentication failed (wrong user name or
     password), or the user may not open the vhost. The message names user and address, never
     the password."""

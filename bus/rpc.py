@@ -11,6 +11,12 @@ it waited in the prefetch. The reply carries the `correlation_id`, header `x-gov
 Many calls share one channel: a dict of futures by correlation id, no lock. The request is
 published mandatory, so a method nobody serves comes back from the broker at once and the call
 raises `NoResponder` (HTTP 503 at the edge) instead of waiting for its deadline.
+
+A server answers only requests routed through `govbus.rpc`. Every user that sends replies may
+write to the default exchange, and through it into any queue by name: a request written into
+`govbus.rpc.<service>` that way is never answered; it is dead-lettered with the reason into
+the owning worker's DLQ (`dead_letter`, the worker's event queue) or, without one, dropped
+with a warning.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
 from bus.breaker import CircuitBreaker
-from bus.consumer import describe_validation
+from bus.consumer import dead_letter, describe_validation, refusal
 from bus.errors import (
     BusError,
     ConnectionLost,
@@ -231,7 +237,12 @@ def _decode_error(status: str, body: bytes) -> RpcError:
 
 
 class RpcServer:
-    """Serves methods from `govbus.rpc.<service>`; requests run concurrently up to prefetch."""
+    """Serves methods from `govbus.rpc.<service>`; requests run concurrently up to prefetch.
+
+    `dead_letter` is the routing key on `govbus.dlx` for requests that did not come through
+    `govbus.rpc` (a worker gives its event queue's name, so they land in its `<queue>.dlq`);
+    without it they are dropped with a warning. Either way they are never answered.
+    """
 
     def __init__(
         self,
@@ -240,14 +251,17 @@ class RpcServer:
         methods: Mapping[str, Method],
         *,
         prefetch: int = 64,
+        dead_letter: str | None = None,
     ) -> None:
         self.transport = transport
         self.queue = rpc_queue(service)
         self.methods = dict(methods)
         self.prefetch = prefetch
+        self.dead_letter = dead_letter
         self._subscription: Subscription | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.served = 0
+        self.refused = 0
 
     @property
     def ready(self) -> bool:
@@ -271,9 +285,36 @@ class RpcServer:
             await sub.close()
 
     def _on_request(self, delivery: Delivery) -> None:
-        task = asyncio.get_running_loop().create_task(self._serve(delivery))
+        # The one check on the hot path: a string compare.
+        work = self._serve(delivery) if delivery.exchange == RPC else self._refuse(delivery)
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _refuse(self, delivery: Delivery) -> None:
+        """Never answer a request that did not come through `govbus.rpc`; keep it as evidence."""
+        self.refused += 1
+        reason = refusal(self.queue.name, delivery.exchange, RPC) or ""
+        try:
+            if self.dead_letter is None:
+                log.warning("dropped a request to %s: %s", delivery.routing_key, reason)
+            else:
+                await dead_letter(
+                    self.transport,
+                    delivery,
+                    self.queue.name,
+                    key=self.dead_letter,
+                    reason=reason,
+                    attempts=0,
+                )
+                log.warning("dead-lettered a request to %s: %s", delivery.routing_key, reason)
+        except BusError as exc:
+            log.warning("dropped a request to %s (%s): %s", delivery.routing_key, exc, reason)
+        finally:
+            try:
+                await delivery.ack()
+            except BusError as exc:
+                log.debug("ack of a refused request failed: %s", exc)
 
     async def _serve(self, delivery: Delivery) -> None:
         request = delivery.message

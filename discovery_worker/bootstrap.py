@@ -110,7 +110,8 @@ class DiscoveryWorker:
             namespace + name.removeprefix("discovery"): Method(m.request, _bind(m.handler, deps))
             for name, m in RPC_METHODS.items()
         }
-        self.server = await self.bus.serve(namespace, methods)
+        # Forged requests (not through govbus.rpc) land in this worker's own DLQ.
+        self.server = await self.bus.serve(namespace, methods, dead_letter=self.config.queue)
         self._started, self._closing = True, False
         self.tick()  # what fell due while the worker was away
         self._wake.set()  # and what a crash left in the outbox

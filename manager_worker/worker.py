@@ -97,7 +97,10 @@ class ManagerWorker:
             )
             for name, (request, handler) in RPC_METHODS.items()
         }
-        self.server = await self.bus.serve(self.config.service, methods)
+        # Forged requests (not through govbus.rpc) land in this worker's own DLQ.
+        self.server = await self.bus.serve(
+            self.config.service, methods, dead_letter=self.config.queue
+        )
         log.info("manager worker ready on %s (queue %s)", self.bus.transport.url, self.config.queue)
 
     async def stop(self) -> None:

@@ -308,6 +308,26 @@ class PrivateRabbit:
     def close_all_connections(self, reason: str = "govbus fault test") -> None:
         self.rabbitmqctl("close_all_connections", reason)
 
+    def import_definitions(self, path: Path, timeout: float = 30.0) -> None:
+        """Import a definitions file (users, permissions, topic permissions, ...) and wait
+        until its users and topic permissions are in place (the import is asynchronous)."""
+        import json
+
+        wanted = json.loads(path.read_text())
+        users = {u["name"] for u in wanted.get("users", [])}
+        topics = len(wanted.get("topic_permissions", []))
+        self.rabbitmqctl("import_definitions", str(path))
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = self.rabbitmqctl("-q", "list_users", "--no-table-headers")
+            have = {line.split("\t", 1)[0] for line in listed.splitlines() if line.strip()}
+            granted = self.rabbitmqctl("-q", "list_topic_permissions", "--no-table-headers")
+            if users <= have and len([ln for ln in granted.splitlines() if ln.strip()]) >= topics:
+                return
+            if time.monotonic() > deadline:
+                raise RabbitNodeError(f"importing {path} did not finish within {timeout:g} s")
+            time.sleep(0.1)
+
     def list_queues(self, vhost: str = "/") -> list[str]:
         """Names of the queues in ``vhost``."""
         out = self.rabbitmqctl("-q", "list_queues", "--no-table-headers", "-p", vhost, "name")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
-import uuid
 from typing import Annotated, Any
 
 import orjson
@@ -20,7 +18,6 @@ from bus.errors import BusError, Unroutable
 from bus.message import Delivery, event_meta, structured
 from bus.settings import load_settings
 from bus.topology import EVENTS
-from bus.transport import QueueSpec
 from schemas import EVENT_TYPES
 
 UrlOption = Annotated[str | None, typer.Option("--url", help="the bus (default: GOVBUS_URL)")]
@@ -95,7 +92,6 @@ async def _tail(url: str, pattern: str, count: int) -> None:
             )
         sys.stdout.buffer.write(line + b"\n")
         sys.stdout.flush()
-        asyncio.get_running_loop().create_task(delivery.ack())
         seen += 1
         if count and seen >= count:
             done.set()
@@ -104,13 +100,7 @@ async def _tail(url: str, pattern: str, count: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
     async with Bus(url, source="govbus-tail") as bus:
-        queue = QueueSpec(
-            f"govbus.tail.{uuid.uuid4().hex[:12]}", durable=False, exclusive=True, auto_delete=True
-        )
-        await bus.transport.declare_queue(queue)
-        await bus.transport.bind(queue.name, EVENTS, pattern)
-        sub = await bus.transport.consume(queue.name, on_delivery, prefetch=256)
+        tap = await bus.tap([pattern], on_delivery, prefix="govbus.tail")
         typer.echo(f"tailing {pattern} on {EVENTS}", err=True)
         await done.wait()
-        with contextlib.suppress(BusError):
-            await sub.close()
+        await tap.close()

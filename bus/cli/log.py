@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import signal
 import sys
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Annotated
@@ -22,8 +21,6 @@ from bus.message import Delivery
 from bus.replay import Outcome, replay_log
 from bus.settings import load_settings
 from bus.topology import EVENTS, LOG
-from bus.transport import QueueSpec
-from bus.transport.memory import topic_matches
 
 UrlOption = Annotated[str | None, typer.Option("--url", help="the bus (default: GOVBUS_URL)")]
 
@@ -80,11 +77,12 @@ async def record_events(
     set, `count` events were written, or SIGTERM/SIGINT (with `handle_signals`); returns how
     many were written.
 
-    Live (default): an exclusive queue bound to `govbus.events` with `pattern`. `from_start`:
-    the `govbus.log` stream from offset `first` (prefetch and manual acks, as streams need).
+    Live (default): a tap on `govbus.events` with `pattern`. `from_start`: a tap on the
+    `govbus.log` stream from offset `first`. Either way only what came through `govbus.events`
+    is written (see `bus.tap`).
     """
     done = stop or asyncio.Event()
-    recorder = _Recorder(LogWriter(file), pattern if from_start else None, count, done)
+    recorder = _Recorder(LogWriter(file), count, done)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
     for sig in signals:
@@ -92,32 +90,19 @@ async def record_events(
             loop.add_signal_handler(sig, done.set)
     try:
         async with Bus(url, source="govbus-record") as bus:
-            if from_start:
-                sub = await bus.transport.consume(
-                    LOG, recorder.on_delivery, prefetch=512, arguments={"x-stream-offset": "first"}
-                )
-                where = f"stream {LOG} from its first event"
-            else:
-                queue = QueueSpec(
-                    f"govbus.record.{uuid.uuid4().hex[:12]}",
-                    durable=False,
-                    exclusive=True,
-                    auto_delete=True,
-                )
-                await bus.transport.declare_queue(queue)
-                await bus.transport.bind(queue.name, EVENTS, pattern)
-                sub = await bus.transport.consume(queue.name, recorder.on_delivery, prefetch=512)
-                where = f"{pattern} on {EVENTS}"
+            tap = await bus.tap(
+                [pattern],
+                recorder.on_delivery,
+                prefix="govbus.record",
+                prefetch=512,
+                stream=LOG if from_start else None,
+            )
+            where = f"stream {LOG} from its first event" if from_start else f"{pattern} on {EVENTS}"
             typer.echo(f"recording {where}", err=True)
             if started is not None:
                 started()
             await done.wait()
-            with contextlib.suppress(BusError):
-                await sub.cancel()
-            if recorder.pending:
-                await asyncio.wait(recorder.pending, timeout=5)
-            with contextlib.suppress(BusError):
-                await sub.close()
+            await tap.close()
     finally:
         for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -126,40 +111,22 @@ async def record_events(
 
 
 class _Recorder:
-    """Writes deliveries as log lines; acks each; sets `done` after `count` lines."""
+    """Writes each tapped event as a flushed log line; sets `done` after `count` lines."""
 
-    def __init__(
-        self, writer: LogWriter, pattern: str | None, count: int, done: asyncio.Event
-    ) -> None:
+    def __init__(self, writer: LogWriter, count: int, done: asyncio.Event) -> None:
         self.writer = writer
-        self.pattern = pattern  # the stream carries every type: filter here
         self.count = count
         self.done = done
-        self.pending: set[asyncio.Task[None]] = set()
-        self.last_offset = -1
 
     def on_delivery(self, delivery: Delivery) -> None:
-        if self._wanted(delivery) and not self.done.is_set():
-            try:
-                self.writer.write(LogEvent.from_delivery(delivery))
-            except ValueError as exc:
-                typer.echo(f"govbus: skipped an undecodable message: {exc}", err=True)
-        task = asyncio.get_running_loop().create_task(delivery.ack())
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
+        if self.done.is_set():
+            return
+        try:
+            self.writer.write(LogEvent.from_delivery(delivery))
+        except ValueError as exc:
+            typer.echo(f"govbus: skipped an undecodable message: {exc}", err=True)
         if self.count and self.writer.written >= self.count:
             self.done.set()
-
-    def _wanted(self, delivery: Delivery) -> bool:
-        if self.pattern is None:
-            return True  # the queue's binding already filtered
-        offset = delivery.message.headers.get("x-stream-offset")
-        if isinstance(offset, int):
-            # After a reconnection the stream is read from `first` again: skip what was written.
-            if offset <= self.last_offset:
-                return False
-            self.last_offset = offset
-        return topic_matches(self.pattern, delivery.message.type or delivery.routing_key)
 
 
 @app.command()

@@ -1,17 +1,15 @@
 """`GET /v1/events`: the live event stream as server-sent events.
 
-Each client gets its own exclusive, auto-deleted queue bound to `govbus.events` by its
-patterns; it is deleted when the client goes away. A slow client loses the oldest events
-(the queue is bounded), never slows the bus down. Comments keep idle connections alive.
+Each client gets its own tap (`Bus.tap`): an exclusive, auto-deleted queue bound to
+`govbus.events` by its patterns, deleted when the client goes away; only what came through
+`govbus.events` reaches a client. A slow client loses the oldest events (the queue is bounded),
+never slows the bus down. Comments keep idle connections alive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import logging
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,10 +21,8 @@ from bus.edge.models import EventsQuery
 from bus.edge.problems import Problem
 from bus.errors import BusError
 from bus.message import Delivery, event_meta, structured
-from bus.topology import EVENTS
-from bus.transport import QueueSpec, Subscription
+from bus.tap import Tap
 
-log = logging.getLogger(__name__)
 blueprint = Blueprint("stream", __name__)
 
 BACKLOG = 1000
@@ -58,28 +54,20 @@ class _Stream:
     def __init__(self, state: Edge, patterns: list[str]) -> None:
         self.state = state
         self.patterns = patterns
-        self.transport = state.bus.transport
-        self.queue = QueueSpec(
-            f"govbus.edge.sse.{uuid.uuid4().hex[:16]}",
-            durable=False,
-            exclusive=True,
-            auto_delete=True,
-            arguments={"x-max-length": BACKLOG, "x-overflow": "drop-head"},
-        )
         self.inbox: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=BACKLOG + 1)
         self.recent = _Recent()
-        self.settling: set[asyncio.Task[None]] = set()
-        self.subscription: Subscription | None = None
+        self.tap: Tap | None = None
 
     async def open(self) -> None:
-        """Declare, bind and consume; a broker that does not answer in time is a 503."""
+        """Tap the patterns; a broker that does not answer in time is a 503."""
         try:
             async with asyncio.timeout(self.state.limits.rpc_timeout_s):
-                await self.transport.declare_queue(self.queue)
-                for pattern in self.patterns:
-                    await self.transport.bind(self.queue.name, EVENTS, pattern)
-                self.subscription = await self.transport.consume(
-                    self.queue.name, self.on_delivery, prefetch=BACKLOG
+                self.tap = await self.state.bus.tap(
+                    self.patterns,
+                    self.on_delivery,
+                    prefix="govbus.edge.sse",
+                    max_length=BACKLOG,
+                    prefetch=BACKLOG,
                 )
         except (BusError, TimeoutError) as exc:
             await self.close()
@@ -94,9 +82,6 @@ class _Stream:
         self.state.inboxes.add(self.inbox)
 
     def on_delivery(self, delivery: Delivery) -> None:
-        task = asyncio.get_running_loop().create_task(_settle(delivery))
-        self.settling.add(task)
-        task.add_done_callback(self.settling.discard)
         if self.recent.seen(delivery.message.message_id):
             return  # delivery is at least once; a client sees each event id once
         frame = _frame(delivery)
@@ -126,11 +111,8 @@ class _Stream:
 
     async def close(self) -> None:
         self.state.inboxes.discard(self.inbox)
-        if self.subscription is not None:
-            with contextlib.suppress(BusError):
-                await self.subscription.close()
-        with contextlib.suppress(BusError):  # also forgets it: not re-declared on reconnect
-            await self.transport.delete_queue(self.queue.name)
+        if self.tap is not None:
+            await self.tap.close()
 
 
 class _Recent:
@@ -178,10 +160,3 @@ def close_streams(app: Quart) -> None:
     state.closing = True
     for inbox in state.inboxes:
         inbox.put_nowait(None)
-
-
-async def _settle(delivery: Delivery) -> None:
-    try:
-        await delivery.ack()
-    except BusError as exc:
-        log.debug("ack on an event stream failed: %s", exc)

@@ -32,6 +32,7 @@ from bus.errors import (
     BusError,
     ConfigError,
     ConnectionLost,
+    LoginRefused,
     PublishError,
     TopologyError,
     Unroutable,
@@ -70,13 +71,13 @@ def _connect_error(url: str, exc: BaseException) -> ConnectionLost:
     # (aiormq: ProbableAuthenticationError), with NOT_ALLOWED on a vhost the user may not open
     # (aiormq: a Connection.Close where it expected OpenOk).
     if isinstance(exc, amqp_exc.ProbableAuthenticationError):
-        return AccessRefused(
+        return LoginRefused(
             f"authentication failed: the broker at {where} refused user {user!r} "
             "(ACCESS_REFUSED: wrong user name or password)"
         )
     if isinstance(exc, amqp_exc.InvalidFrameError) and "Connection.Close" in str(exc):
         vhost = unquote(parts.path[1:]) or "/"
-        return AccessRefused(
+        return LoginRefused(
             f"the broker at {where} did not let user {user!r} open vhost {vhost!r} "
             "(NOT_ALLOWED: no such vhost, or no permission on it)"
         )
@@ -349,6 +350,11 @@ class AmqpTransport(Transport):
         except (amqp_exc.ChannelNotFoundEntity, amqp_exc.ChannelPreconditionFailed) as exc:
             await self._reopen_channels()
             raise TopologyError(f"{what}: {exc}") from exc
+        except amqp_exc.ChannelAccessRefused as exc:
+            # The broker closed the channel it was refused on; publishing goes on on new ones.
+            if any(c is None or c.is_closed for c in (self._confirm, self._fast)):
+                await self._reopen_channels()
+            raise AccessRefused(f"{what}: access refused ({exc})") from exc
         except (
             amqp_exc.AMQPError,
             ConnectionError,

@@ -58,7 +58,7 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def connect(self) -> None:
         """Open the connection; raises `BrokerUnreachable` within the connect timeout, or
-        `AccessRefused` when the broker refuses the user (credentials, vhost)."""
+        `LoginRefused` when the broker refuses the user (credentials, vhost)."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...

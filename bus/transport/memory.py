@@ -185,6 +185,13 @@ class MemoryBroker:
                 seen[queue_name] = self.queues[queue_name]
         return list(seen.values())
 
+    def deliver_to(self, queue: str, exchange: str, routing_key: str, message: Message) -> None:
+        """Put `message` into one queue as if `exchange` had routed it there with
+        `routing_key` (replay feeds a queue of a user's own this way, as RabbitMQ would)."""
+        target = self.queues.get(queue)
+        if target is not None:
+            self.enqueue(target, _Entry(message, exchange, routing_key))
+
     def enqueue(self, queue: _Queue, entry: _Entry) -> None:
         if queue.spec.is_stream:
             entry.offset = len(queue.log)

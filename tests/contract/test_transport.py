@@ -337,3 +337,41 @@ async def test_stream_queue_reads_from_first_offset(transport, name, cleanup):
                 await d.ack()
         assert got == [0, 1, 2, 3, 4]
         await sub.close()
+
+
+async def test_a_delivery_reports_the_exchange_it_came_through(transport, name, cleanup):
+    """What the consumers' provenance check reads: the topic exchange, the default exchange
+    (written into the queue by name), the same after a requeue, and the dead-letter exchange
+    for a broker dead letter; a stream entry keeps the exchange it was written through."""
+    await transport.declare_exchange(f"{name}.dlx", "topic", durable=False)
+    await transport.declare_queue(QueueSpec(f"{name}.dlq", arguments=QUORUM))
+    await transport.bind(f"{name}.dlq", f"{name}.dlx", "#")
+    args = {**QUORUM, "x-dead-letter-exchange": f"{name}.dlx"}
+    queue = await topic_setup(transport, name, "#", args=args)
+    await transport.declare_queue(QueueSpec(f"{name}.log", arguments={"x-queue-type": "stream"}))
+    await transport.bind(f"{name}.log", f"{name}.x", "#")
+    cleanup.extend([queue, f"{name}.dlq", f"{name}.log"])
+    inbox, dead, log = Inbox(), Inbox(), Inbox()
+    await transport.consume(queue, inbox, prefetch=10)
+    await transport.consume(f"{name}.dlq", dead, prefetch=10)
+    await transport.consume(f"{name}.log", log, prefetch=10, arguments={"x-stream-offset": "first"})
+    await transport.publish(f"{name}.x", "a.b", msg(b"routed"))
+    await transport.publish("", queue, msg(b"by-name"))
+    await transport.publish("", f"{name}.log", msg(b"by-name"))
+    got = await inbox.wait(2)
+    assert {(d.message.body, d.exchange, d.routing_key) for d in got} == {
+        (b"routed", f"{name}.x", "a.b"),
+        (b"by-name", "", queue),
+    }
+    routed = next(d for d in got if d.message.body == b"routed")
+    await routed.nack(requeue=True)
+    again = (await inbox.wait(3))[2]
+    assert (again.message.body, again.redelivered, again.exchange) == (b"routed", True, f"{name}.x")
+    await again.nack(requeue=False)
+    (dl,) = await dead.wait(1)
+    assert (dl.message.body, dl.exchange) == (b"routed", f"{name}.dlx")
+    entries = await log.wait(2)
+    assert [(d.message.body, d.exchange) for d in entries] == [
+        (b"routed", f"{name}.x"),
+        (b"by-name", ""),
+    ]

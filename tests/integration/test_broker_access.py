@@ -7,7 +7,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from bus.errors import AccessRefused, ConnectionLost
+from bus.errors import ConnectionLost, LoginRefused
 from bus.transport.amqp import AmqpTransport
 
 pytestmark = pytest.mark.rabbitmq
@@ -22,7 +22,7 @@ def _with(url: str, *, password: str | None = None, vhost: str | None = None) ->
 async def test_a_wrong_password_is_an_authentication_failure(amqp_url):
     parts = urlsplit(amqp_url)
     transport = AmqpTransport(_with(amqp_url, password="not-the-password"))
-    with pytest.raises(AccessRefused) as info:
+    with pytest.raises(LoginRefused) as info:
         await transport.connect()
     assert isinstance(info.value, ConnectionLost)  # callers that retry connections still do
     assert str(info.value) == (
@@ -35,7 +35,7 @@ async def test_a_wrong_password_is_an_authentication_failure(amqp_url):
 async def test_a_vhost_the_user_may_not_open_says_so(amqp_url, unique):
     parts = urlsplit(amqp_url)
     transport = AmqpTransport(_with(amqp_url, vhost=f"govbus-test-missing-{unique}"))
-    with pytest.raises(AccessRefused) as info:
+    with pytest.raises(LoginRefused) as info:
         await transport.connect()
     assert str(info.value) == (
         f"the broker at amqp://{parts.hostname}:{parts.port or 5672}/govbus-test-missing-{unique} "
