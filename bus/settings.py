@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bus.errors import ConfigError
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+OWN_ISSUER = "govbus"  # the `iss` of the tokens govbus mints itself
 
 
 class Settings(BaseSettings):
@@ -114,6 +115,8 @@ class Settings(BaseSettings):
             missing = "GOVBUS_TLS_KEY" if self.tls_key is None else "GOVBUS_TLS_CERT"
             other = "GOVBUS_TLS_CERT" if self.tls_key is None else "GOVBUS_TLS_KEY"
             raise ValueError(f"{missing}: not set, but {other} is (HTTPS needs both)")
+        if self.auth_issuer == OWN_ISSUER:
+            raise ValueError(f"GOVBUS_AUTH_ISSUER: {OWN_ISSUER!r} is govbus' own issuer")
         if self.auth_jwks_url is not None:
             for name, value in (("ISSUER", self.auth_issuer), ("AUDIENCE", self.auth_audience)):
                 if not value:

@@ -26,7 +26,7 @@ import jwt
 from jwt.algorithms import RSAAlgorithm
 
 from bus.errors import ConfigError
-from bus.settings import Settings
+from bus.settings import OWN_ISSUER, Settings
 
 if TYPE_CHECKING:
     from bus.edge.oidc import OidcVerifier
@@ -40,7 +40,7 @@ SCOPES = (
     "resources:write",
     "events:read",
 )
-ISSUER = "govbus"
+ISSUER = OWN_ISSUER
 DEFAULT_TTL_S = 3600
 MAX_TOKEN_BYTES = 8192
 MIN_SECRET_BYTES = 32
@@ -79,8 +79,6 @@ class Authenticator:
             return cls(enabled=False)
         oidc = None
         if settings.auth_jwks_url and settings.auth_issuer and settings.auth_audience:
-            if settings.auth_issuer == ISSUER:
-                raise ConfigError(f"GOVBUS_AUTH_ISSUER: {ISSUER!r} is govbus' own issuer")
             from bus.edge.oidc import OidcVerifier
 
             oidc = OidcVerifier(
