@@ -5,15 +5,16 @@ A bad value is one line naming the variable (`ConfigError`), never a traceback.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bus.errors import ConfigError
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+OWN_ISSUER = "govbus"  # the `iss` of the tokens govbus mints itself
 
 
 class Settings(BaseSettings):
@@ -29,6 +30,16 @@ class Settings(BaseSettings):
     auth_secret: str | None = None
     auth_public_key: str | None = None
     auth: Literal["required", "disabled"] = "required"
+    auth_jwks_url: str | None = Field(
+        default=None, description="JWKS of an OAuth 2 / OpenID Connect provider"
+    )
+    auth_issuer: str | None = Field(default=None, description="the provider's `iss`")
+    auth_audience: str | None = Field(default=None, description="the `aud` its tokens carry")
+    tls_cert: str | None = Field(default=None, description="PEM certificate chain: edge on HTTPS")
+    tls_key: str | None = Field(default=None, description="PEM private key of GOVBUS_TLS_CERT")
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="origins allowed to call the edge from a browser"
+    )
 
     @field_validator("url")
     @classmethod
@@ -54,6 +65,71 @@ class Settings(BaseSettings):
             raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8080")
         return value
 
+    @field_validator(
+        "auth_jwks_url", "auth_issuer", "auth_audience", "tls_cert", "tls_key", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `GOVBUS_TLS_CERT=` in an env file means "not set", not "a file named ''".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("auth_jwks_url")
+    @classmethod
+    def _check_jwks_url(cls, value: str | None) -> str | None:
+        if value is not None and (
+            urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname
+        ):
+            raise ValueError("must be an https:// (or http://) URL of the provider's JWKS")
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.path
+                or parts.query
+                or parts.fragment
+                or parts.username is not None
+            ):
+                raise ValueError(
+                    f"{origin!r} is not an origin: list scheme://host[:port] "
+                    "(e.g. https://app.example.com), separated by commas"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> Self:
+        # Both halves or neither: half a TLS or OIDC configuration is a mistake, never a mode.
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "GOVBUS_TLS_KEY" if self.tls_key is None else "GOVBUS_TLS_CERT"
+            other = "GOVBUS_TLS_CERT" if self.tls_key is None else "GOVBUS_TLS_KEY"
+            raise ValueError(f"{missing}: not set, but {other} is (HTTPS needs both)")
+        if self.auth_issuer == OWN_ISSUER:
+            raise ValueError(f"GOVBUS_AUTH_ISSUER: {OWN_ISSUER!r} is govbus' own issuer")
+        if self.auth_jwks_url is not None:
+            for name, value in (("ISSUER", self.auth_issuer), ("AUDIENCE", self.auth_audience)):
+                if not value:
+                    raise ValueError(
+                        f"GOVBUS_AUTH_{name}: not set, but GOVBUS_AUTH_JWKS_URL is "
+                        "(tokens from the provider are checked against both)"
+                    )
+        elif self.auth_issuer or self.auth_audience:
+            raise ValueError(
+                "GOVBUS_AUTH_JWKS_URL: not set, but GOVBUS_AUTH_ISSUER/GOVBUS_AUTH_AUDIENCE are"
+            )
+        return self
+
     def bus_url(self, *, embedded: bool) -> str:
         """`GOVBUS_URL`, else `memory://` for `govbus up` and local RabbitMQ for one component."""
         return self.url or ("memory://" if embedded else DEFAULT_AMQP_URL)
@@ -69,5 +145,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**clean)  # type: ignore[arg-type]
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "?"
-        raise ConfigError(f"GOVBUS_{field.upper()}: {error['msg']}") from None
+        message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # a check across variables: its message names them
+            raise ConfigError(message) from None
+        field = str(error["loc"][0])
+        raise ConfigError(f"GOVBUS_{field.upper()}: {message}") from None

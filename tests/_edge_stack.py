@@ -14,8 +14,8 @@ from quart.typing import TestClientProtocol
 
 from bus.cli.workers import running_worker
 from bus.client import Bus
-from bus.edge import SCOPES, Limits, create_app, mint_token
-from bus.settings import load_settings
+from bus.edge import SCOPES, Authenticator, Limits, create_app, mint_token
+from bus.settings import Settings, load_settings
 
 SECRET = "test-secret-" + "s" * 32
 
@@ -46,8 +46,13 @@ async def edge_stack(
     workers: tuple[str, ...] = ("discovery_worker", "manager_worker"),
     limits: Limits | None = None,
     worker_kwargs: dict[str, dict[str, Any]] | None = None,
+    settings: Settings | None = None,
+    auth: Authenticator | None = None,
 ) -> AsyncIterator[Stack]:
-    """Real workers (each on its own SQLite file and connection) and the edge on `url`."""
+    """Real workers (each on its own SQLite file and connection) and the edge on `url`.
+
+    The edge checks tokens with `auth`, else as `settings` say (default: HS256 with `SECRET`).
+    """
     async with contextlib.AsyncExitStack() as stack:
         running = {}
         for package in workers:
@@ -61,7 +66,8 @@ async def edge_stack(
         stack.push_async_callback(bus.close)
         app = create_app(
             bus=bus,
-            settings=load_settings(auth_secret=SECRET),
+            settings=settings or load_settings(auth_secret=SECRET),
+            auth=auth,
             limits=limits,
             observe=[w.bus for w in running.values()],
         )

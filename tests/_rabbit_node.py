@@ -30,6 +30,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 RABBITMQ_BIN = Path(os.environ.get("GOVBUS_TEST_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
@@ -132,7 +133,17 @@ def _kill_marked(
 class PrivateRabbit:
     """A private RabbitMQ node (Debian package) for tests that restart or kill the broker."""
 
-    def __init__(self, *, startup_timeout: float = 60.0, keep_dir: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        startup_timeout: float = 60.0,
+        keep_dir: bool | None = None,
+        extra_config: Mapping[str, str] | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
+        """``extra_config``: more ``rabbitmq.conf`` lines (key = value). ``tls``: (CA
+        certificate, server certificate, server key) PEM files for an AMQPS listener on
+        ``tls_port`` (loopback) that wants a client certificate signed by that CA."""
         self.startup_timeout = startup_timeout
         self.keep_dir = (
             keep_dir if keep_dir is not None else bool(os.environ.get("GOVBUS_TEST_KEEP_RABBIT"))
@@ -143,6 +154,20 @@ class PrivateRabbit:
         self.port = _pick_port(_LOW_BAND, taken)
         self.epmd_port = _pick_port(_LOW_BAND, taken)
         self.dist_port = _pick_port(_DIST_BAND, taken)
+        self.tls_port = _pick_port(_LOW_BAND, taken) if tls is not None else None
+        self.extra_config = dict(extra_config or {})
+        if tls is not None:
+            cacert, cert, key = tls
+            self.extra_config.update(
+                {
+                    "listeners.ssl.default": f"127.0.0.1:{self.tls_port}",
+                    "ssl_options.cacertfile": str(cacert),
+                    "ssl_options.certfile": str(cert),
+                    "ssl_options.keyfile": str(key),
+                    "ssl_options.verify": "verify_peer",
+                    "ssl_options.fail_if_no_peer_cert": "true",
+                }
+            )
         self.startup_seconds: float | None = None
         self._started = False
         self._stopped = False
@@ -153,6 +178,13 @@ class PrivateRabbit:
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def tls_url(self, **query: str) -> str:
+        """The AMQPS listener's URL (``tls`` given), with ``query`` (cafile=..., ...)."""
+        if self.tls_port is None:
+            raise RabbitNodeError("this node has no TLS listener: pass tls=(ca, cert, key)")
+        params = "&".join(f"{k}={v}" for k, v in query.items())
+        return f"amqps://guest:guest@127.0.0.1:{self.tls_port}/" + (f"?{params}" if params else "")
 
     @property
     def pid_file(self) -> Path:
@@ -206,6 +238,7 @@ class PrivateRabbit:
             "log.console = false\n"
             "log.file.level = info\n"
             "disk_free_limit.absolute = 1MB\n"
+            + "".join(f"{key} = {value}\n" for key, value in self.extra_config.items())
         )
         cookie = d / ".erlang.cookie"
         cookie.write_text(secrets.token_hex(16).upper())

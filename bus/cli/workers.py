@@ -25,6 +25,7 @@ from bus.client import Bus
 from bus.edge import SCOPES, create_app, mint_token
 from bus.edge.auth import new_secret
 from bus.edge.stream import close_streams
+from bus.edge.tls import check_tls
 from bus.errors import BusError, ConfigError
 from bus.settings import Settings, load_settings
 
@@ -60,13 +61,30 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def _hypercorn(http: str) -> HypercornConfig:
+def _hypercorn(settings: Settings) -> HypercornConfig:
     config = HypercornConfig()
-    config.bind = [http]
+    config.bind = [settings.http]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 3.0
+    # With a certificate every bind serves TLS: HTTPS only, no plain-HTTP port beside it.
+    config.certfile = settings.tls_cert
+    config.keyfile = settings.tls_key
     return config
+
+
+def check_edge(settings: Settings) -> None:
+    """What can be wrong with the edge's own settings, found before anything starts:
+    the listen address (`GOVBUS_HTTP`) and the HTTPS files (`GOVBUS_TLS_*`)."""
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        check_tls(settings.tls_cert, settings.tls_key)
+    check_listen(settings.http)
+
+
+def edge_address(settings: Settings) -> str:
+    """The edge's base URL as a client writes it."""
+    scheme = "https" if settings.tls_cert else "http"
+    return f"{scheme}://{settings.http}"
 
 
 def check_listen(http: str) -> None:
@@ -79,15 +97,17 @@ def check_listen(http: str) -> None:
         raise ConfigError(f"GOVBUS_HTTP: cannot listen on {http}: {exc.strerror}") from None
 
 
-async def serve_edge(app_: Quart, http: str, stop: asyncio.Event) -> None:
-    """Serve the edge with hypercorn on this loop until `stop` is set."""
+async def serve_edge(app_: Quart, settings: Settings, stop: asyncio.Event) -> None:
+    """Serve the edge with hypercorn on this loop until `stop` is set (HTTPS when
+    `GOVBUS_TLS_CERT`/`GOVBUS_TLS_KEY` are set: run `check_edge` first)."""
+    http = settings.http
 
     async def shutdown_trigger() -> None:
         await stop.wait()
         close_streams(app_)  # open event streams end now instead of holding the shutdown up
 
     try:
-        await hypercorn_serve(app_, _hypercorn(http), shutdown_trigger=shutdown_trigger)
+        await hypercorn_serve(app_, _hypercorn(settings), shutdown_trigger=shutdown_trigger)
     except OSError as exc:  # lost the race for the port since check_listen
         raise ConfigError(f"GOVBUS_HTTP: cannot listen on {http}: {exc.strerror}") from None
 
@@ -124,12 +144,13 @@ def up(
     """Discovery, manager and edge in one process (embedded bus by default). Ctrl-C stops."""
     settings = _settings(url=url, db=db, http=http)
     try:
-        check_listen(settings.http)
+        check_edge(settings)
         check_store(settings.db)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     minted = None
-    if settings.auth == "required" and not (settings.auth_secret or settings.auth_public_key):
+    own_key = settings.auth_secret or settings.auth_public_key
+    if settings.auth == "required" and not own_key and not settings.auth_jwks_url:
         settings = settings.model_copy(update={"auth_secret": new_secret()})
     if settings.auth == "required" and settings.auth_secret:
         minted = mint_token(SCOPES, ttl_s=30 * 86_400, secret=settings.auth_secret, subject="admin")
@@ -159,15 +180,17 @@ async def _up(settings: Settings, token: str | None) -> None:
         stack.push_async_callback(edge_bus.close)
         observed = [bus for w in workers if isinstance(bus := getattr(w, "bus", None), Bus)]
         edge_app = create_app(bus=edge_bus, settings=settings, observe=observed)
-        server = asyncio.create_task(serve_edge(edge_app, settings.http, stop))
+        server = asyncio.create_task(serve_edge(edge_app, settings, stop))
         await asyncio.sleep(0)
         typer.echo(
-            f"govbus up: edge on http://{settings.http}  bus {_redact(url)}  store {settings.db}"
+            f"govbus up: edge on {edge_address(settings)}  bus {_redact(url)}  store {settings.db}"
         )
         if token is not None:
             typer.echo(f"admin token (also in ./{TOKEN_FILE}, valid 30 days):\n{token}")
-        elif settings.auth == "required":
+        elif settings.auth == "required" and settings.auth_public_key:
             typer.echo("tokens: RS256 (GOVBUS_AUTH_PUBLIC_KEY): govbus token --private-key KEY.pem")
+        elif settings.auth == "required":
+            typer.echo(f"tokens: from the OpenID Connect provider {settings.auth_issuer}")
         else:
             typer.echo("auth is disabled (GOVBUS_AUTH=disabled): no token needed")
         typer.echo("Ctrl-C stops.", err=True)
@@ -197,7 +220,7 @@ def edge(url: UrlOption = None, http: HttpOption = None) -> None:
     """The HTTP edge alone, against a shared bus (RabbitMQ)."""
     settings = _settings(url=url, http=http)
     try:
-        check_listen(settings.http)
+        check_edge(settings)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     bus_url = settings.bus_url(embedded=False)
@@ -212,8 +235,8 @@ def edge(url: UrlOption = None, http: HttpOption = None) -> None:
         # Connected before serving: an unreachable broker is one line here, not a lifespan
         # failure inside the server.
         async with bus:
-            typer.echo(f"govbus edge: http://{settings.http}  bus {_redact(bus_url)}")
-            await serve_edge(edge_app, settings.http, stop)
+            typer.echo(f"govbus edge: {edge_address(settings)}  bus {_redact(bus_url)}")
+            await serve_edge(edge_app, settings, stop)
 
     try:
         asyncio.run(run())

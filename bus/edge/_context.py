@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import os
 import re
 import time
@@ -16,7 +17,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from quart import Response, current_app, g, request
 
 from bus.client import Bus
-from bus.edge.auth import Authenticator, AuthError
+from bus.edge.auth import Authenticator, AuthError, AuthUnavailable
 from bus.edge.metrics import EdgeMetrics
 from bus.edge.problems import Problem, from_validation_error
 from bus.errors import BusError, RpcError
@@ -75,7 +76,12 @@ def endpoint(
             state = edge()
             if scope is not None:
                 try:
-                    granted = state.auth.scopes(request.headers.get("Authorization"))
+                    granted = await state.auth.scopes(request.headers.get("Authorization"))
+                except AuthUnavailable as exc:
+                    retry = str(max(1, math.ceil(exc.retry_after)))
+                    raise Problem(
+                        503, str(exc), slug="auth-unavailable", headers={"Retry-After": retry}
+                    ) from None
                 except AuthError as exc:
                     # RFC 6750: a request without credentials gets the bare challenge.
                     challenge = (

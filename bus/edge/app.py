@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 from quart import Quart, Response, g, request
+from quart_cors import cors
 from werkzeug.exceptions import HTTPException
 
 from bus.client import Bus
@@ -19,6 +20,19 @@ from bus.errors import BusError
 from bus.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
+
+# What a browser page on a listed origin may send, and read back beyond the simple headers.
+CORS_ALLOW_HEADERS = ("authorization", "content-type", "if-match", "traceparent")
+CORS_ALLOW_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+CORS_EXPOSE_HEADERS = (
+    "ETag",
+    "Location",
+    "Retry-After",
+    "WWW-Authenticate",
+    "X-Govbus-Index",
+    "X-Govbus-Protection",
+)
+CORS_MAX_AGE_S = 600
 
 
 def create_app(
@@ -54,6 +68,17 @@ def create_app(
     app.extensions["govbus"] = state
     for blueprint in (ops.blueprint, registry.blueprint, resources.blueprint, stream.blueprint):
         app.register_blueprint(blueprint)
+    if settings.cors_origins:
+        # Exactly the listed origins get CORS headers (preflights included, answered before any
+        # token check); any other origin gets none, and its browser keeps the answer from it.
+        cors(
+            app,
+            allow_origin=list(settings.cors_origins),
+            allow_headers=CORS_ALLOW_HEADERS,
+            allow_methods=CORS_ALLOW_METHODS,
+            expose_headers=CORS_EXPOSE_HEADERS,
+            max_age=CORS_MAX_AGE_S,
+        )
 
     @app.before_serving
     async def open_bus() -> None:

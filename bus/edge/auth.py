@@ -1,9 +1,16 @@
 """JWT bearer tokens: verification at the edge, minting for `govbus token` and `govbus up`.
 
-HS256 with a shared secret (`GOVBUS_AUTH_SECRET`) or RS256 with a public key
-(`GOVBUS_AUTH_PUBLIC_KEY`, a PEM file; the matching private key mints). Only the configured
-algorithm is accepted, so a token cannot choose how it is checked. Scopes travel in the
-`scope` claim, space-separated (RFC 8693).
+govbus' own tokens (issuer `govbus`): HS256 with a shared secret (`GOVBUS_AUTH_SECRET`) or RS256
+with a public key (`GOVBUS_AUTH_PUBLIC_KEY`, a PEM file; the matching private key mints). Only
+the configured algorithm is accepted, so a token cannot choose how it is checked.
+
+Tokens of an OAuth 2 / OpenID Connect provider (`GOVBUS_AUTH_JWKS_URL`, `GOVBUS_AUTH_ISSUER`,
+`GOVBUS_AUTH_AUDIENCE`) are checked by `bus.edge.oidc`. Both may be configured at once: a token
+whose `iss` is the provider's goes to the provider's keys, any other to govbus' own key. The
+unverified `iss` only picks the verifier; each verifier checks everything itself.
+
+Scopes travel in the `scope` claim, space-separated (RFC 8693), or in `scp`, a list of strings
+(as some providers write them); a token carrying both grants the union.
 """
 
 from __future__ import annotations
@@ -13,12 +20,16 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from jwt.algorithms import RSAAlgorithm
 
 from bus.errors import ConfigError
-from bus.settings import Settings
+from bus.settings import OWN_ISSUER, Settings
+
+if TYPE_CHECKING:
+    from bus.edge.oidc import OidcVerifier
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +40,7 @@ SCOPES = (
     "resources:write",
     "events:read",
 )
-ISSUER = "govbus"
+ISSUER = OWN_ISSUER
 DEFAULT_TTL_S = 3600
 MAX_TOKEN_BYTES = 8192
 MIN_SECRET_BYTES = 32
@@ -39,13 +50,26 @@ class AuthError(Exception):
     """A token that is missing, malformed, expired or forged (HTTP 401)."""
 
 
+class AuthUnavailable(Exception):
+    """The token cannot be checked now: the provider's keys are out of reach (HTTP 503)."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True, slots=True)
 class Authenticator:
-    """Checks bearer tokens; `enabled=False` lets every request through (GOVBUS_AUTH=disabled)."""
+    """Checks bearer tokens; `enabled=False` lets every request through (GOVBUS_AUTH=disabled).
+
+    `key` (with `algorithm`) verifies govbus' own tokens, `oidc` a provider's; either may be
+    missing, not both.
+    """
 
     enabled: bool
     algorithm: str = "HS256"
     key: str | bytes = b""
+    oidc: OidcVerifier | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
@@ -53,31 +77,45 @@ class Authenticator:
         if settings.auth == "disabled":
             log.warning("GOVBUS_AUTH=disabled: the edge accepts requests without a token")
             return cls(enabled=False)
+        oidc = None
+        if settings.auth_jwks_url and settings.auth_issuer and settings.auth_audience:
+            from bus.edge.oidc import OidcVerifier
+
+            oidc = OidcVerifier(
+                settings.auth_jwks_url,
+                issuer=settings.auth_issuer,
+                audience=settings.auth_audience,
+            )
         if settings.auth_public_key:
             pem = _read_pem("GOVBUS_AUTH_PUBLIC_KEY", settings.auth_public_key)
             try:
                 RSAAlgorithm(RSAAlgorithm.SHA256).prepare_key(pem)
             except (ValueError, TypeError, jwt.InvalidKeyError) as exc:
                 raise ConfigError(f"GOVBUS_AUTH_PUBLIC_KEY: not an RSA public key: {exc}") from None
-            return cls(True, "RS256", pem)
+            return cls(True, "RS256", pem, oidc)
         if settings.auth_secret:
-            return cls(True, "HS256", check_secret(settings.auth_secret))
+            return cls(True, "HS256", check_secret(settings.auth_secret), oidc)
+        if oidc is not None:
+            return cls(True, oidc=oidc)
         raise ConfigError(
-            "GOVBUS_AUTH_SECRET: not set (or set GOVBUS_AUTH_PUBLIC_KEY, or GOVBUS_AUTH=disabled)"
+            "GOVBUS_AUTH_SECRET: not set (or set GOVBUS_AUTH_PUBLIC_KEY, GOVBUS_AUTH_JWKS_URL, "
+            "or GOVBUS_AUTH=disabled)"
         )
 
-    def scopes(self, authorization: str | None) -> frozenset[str]:
-        """The scopes a request's `Authorization` header grants; raises `AuthError`."""
+    async def scopes(self, authorization: str | None) -> frozenset[str]:
+        """The scopes a request's `Authorization` header grants.
+
+        Raises `AuthError` (401) for a missing or bad token, `AuthUnavailable` (503) when the
+        provider's keys cannot be fetched.
+        """
         if not self.enabled:
             return frozenset(SCOPES)
-        if not authorization:
-            raise AuthError("missing bearer token")
-        kind, _, token = authorization.partition(" ")
-        token = token.strip()
-        if kind.lower() != "bearer" or not token:
-            raise AuthError("the Authorization header must be 'Bearer <token>'")
-        if len(token) > MAX_TOKEN_BYTES:
-            raise AuthError("token too long")
+        token = _bearer(authorization)
+        if self.oidc is not None and self.oidc.issued(_unverified(token)):
+            return granted(await self.oidc.verify(token))
+        if not self.key:  # the provider's tokens only
+            issuer = self.oidc.issuer if self.oidc is not None else "the configured issuer"
+            raise AuthError(f"invalid token: not issued by {issuer}")
         try:
             claims = jwt.decode(
                 token,
@@ -90,10 +128,46 @@ class Authenticator:
             raise AuthError("token expired") from None
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"invalid token: {exc}") from None
-        scope = claims.get("scope", "")
+        return granted(claims)
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise AuthError("missing bearer token")
+    kind, _, token = authorization.partition(" ")
+    token = token.strip()
+    if kind.lower() != "bearer" or not token:
+        raise AuthError("the Authorization header must be 'Bearer <token>'")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise AuthError("token too long")
+    return token
+
+
+def _unverified(token: str) -> dict[str, Any]:
+    """The claims, unchecked: only to pick the verifier, which then checks everything."""
+    try:
+        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"invalid token: {exc}") from None
+    return claims
+
+
+def granted(claims: dict[str, Any]) -> frozenset[str]:
+    """The scopes verified claims grant: `scope` (space-separated) and/or `scp` (a list)."""
+    scopes: set[str] = set()
+    scope = claims.get("scope")
+    if scope is not None:
         if not isinstance(scope, str):
             raise AuthError("invalid token: the scope claim must be a string")
-        return frozenset(scope.split())
+        scopes.update(scope.split())
+    scp = claims.get("scp")
+    if isinstance(scp, str):
+        scopes.update(scp.split())
+    elif isinstance(scp, list) and all(isinstance(item, str) for item in scp):
+        scopes.update(scp)
+    elif scp is not None:
+        raise AuthError("invalid token: the scp claim must be a list of strings")
+    return frozenset(scopes)
 
 
 def _read_pem(variable: str, path: str) -> bytes:

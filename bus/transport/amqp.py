@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ from bus.errors import (
     Unroutable,
 )
 from bus.message import Delivery, Message
+from bus.transport._tls import check_query, tls_context, tls_failure
 from bus.transport.base import ExchangeKind, OnDelivery, QueueSpec, Subscription, Transport
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ def normalize_url(url: str) -> str:
     except ValueError as exc:
         raise ConfigError(f"GOVBUS_URL has a bad port: {url!r}") from exc
     query = dict(parse_qsl(parts.query))
+    check_query(parts.scheme, query)
     query.setdefault("heartbeat", str(DEFAULT_HEARTBEAT_S))
     return urlunsplit(parts._replace(query=urlencode(query)))
 
@@ -65,7 +68,8 @@ def normalize_url(url: str) -> str:
 def _connect_error(url: str, exc: BaseException) -> ConnectionLost:
     """Why a connection could not be made, naming user and address (never the password)."""
     parts = urlsplit(url)
-    where = f"{parts.scheme}://{parts.hostname}:{parts.port or 5672}{parts.path or '/'}"
+    port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+    where = f"{parts.scheme}://{parts.hostname}:{port}{parts.path or '/'}"
     user = unquote(parts.username or "guest")
     # Before Connection.OpenOk: RabbitMQ closes with ACCESS_REFUSED on bad credentials
     # (aiormq: ProbableAuthenticationError), with NOT_ALLOWED on a vhost the user may not open
@@ -81,7 +85,11 @@ def _connect_error(url: str, exc: BaseException) -> ConnectionLost:
             f"the broker at {where} did not let user {user!r} open vhost {vhost!r} "
             "(NOT_ALLOWED: no such vhost, or no permission on it)"
         )
-    return BrokerUnreachable(f"cannot reach the broker at {where}: {exc or type(exc).__name__}")
+    tls = None
+    if parts.scheme == "amqps":
+        tls = tls_failure(exc, client_cert="certfile" in parts.query)
+    reason = tls or exc or type(exc).__name__
+    return BrokerUnreachable(f"cannot reach the broker at {where}: {reason}")
 
 
 def _properties(message: Message) -> spec.Basic.Properties:
@@ -238,6 +246,7 @@ class AmqpTransport(Transport):
         self._reconnect_callbacks: list[Callable[[], None]] = []
         self._disconnect_callbacks: list[Callable[[BaseException | None], None]] = []
         self.reconnects = 0
+        self._tls: ssl.SSLContext | None = None
 
     # -- connection life ---------------------------------------------------------------------
 
@@ -246,11 +255,15 @@ class AmqpTransport(Transport):
         await self._open()
 
     async def _open(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme == "amqps" and self._tls is None:
+            self._tls = await asyncio.to_thread(tls_context, self.url)  # reads the PEM files
         try:
             connection = await aio_pika.connect(
                 self.url,
                 timeout=self.connect_timeout,
                 client_properties={"connection_name": self.name},
+                ssl_context=self._tls,
             )
         except (OSError, TimeoutError, amqp_exc.AMQPError) as exc:
             raise _connect_error(self.url, exc) from exc

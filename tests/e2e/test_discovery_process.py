@@ -50,5 +50,5 @@ def test_a_bad_setting_is_one_line_and_exit_1(tmp_path):
     )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "discovery_worker: error: GOVBUS_URL: Value error, must start with amqp://, amqps:// or memory://"
+        "discovery_worker: error: GOVBUS_URL: must start with amqp://, amqps:// or memory://"
     ]

@@ -154,6 +154,17 @@ def test_sigterm_with_an_open_stream_exits_zero_and_keeps_state(tmp_path):
         (["up", "--http", "nonsense"], {}, "GOVBUS_HTTP"),
         (["up", "--http", "192.0.2.1:8080"], {}, "cannot listen"),
         (["edge"], {"GOVBUS_AUTH": "maybe"}, "GOVBUS_AUTH"),
+        (["edge"], {"GOVBUS_CORS_ORIGINS": "*"}, "GOVBUS_CORS_ORIGINS: '*' is not an origin"),
+        (["up"], {"GOVBUS_AUTH_JWKS_URL": "https://idp/jwks"}, "GOVBUS_AUTH_ISSUER: not set"),
+        (
+            ["up"],
+            {
+                "GOVBUS_AUTH_JWKS_URL": "https://idp/jwks",
+                "GOVBUS_AUTH_ISSUER": "govbus",
+                "GOVBUS_AUTH_AUDIENCE": "edge",
+            },
+            "GOVBUS_AUTH_ISSUER: 'govbus' is govbus' own issuer",
+        ),
         (
             ["edge", "--url", "amqp://guest:guest@127.0.0.1:1/"],
             {"GOVBUS_AUTH_SECRET": "k" * 40},

@@ -48,17 +48,17 @@ def rsa_keys(tmp_path_factory):
     return folder / "private.pem", folder / "public.pem"
 
 
-def test_hs256_round_trip_and_scopes():
+async def test_hs256_round_trip_and_scopes():
     auth = Authenticator.from_settings(load_settings(auth_secret=SECRET))
     token = mint_token(["registry:read", "events:read"], secret=SECRET)
-    assert auth.scopes(f"Bearer {token}") == {"registry:read", "events:read"}
+    assert await auth.scopes(f"Bearer {token}") == {"registry:read", "events:read"}
 
 
-def test_rs256_with_a_public_key_file(rsa_keys):
+async def test_rs256_with_a_public_key_file(rsa_keys):
     private, public = rsa_keys
     auth = Authenticator.from_settings(load_settings(auth_public_key=str(public)))
     token = mint_token(["resources:write"], private_key=private.read_bytes())
-    assert auth.scopes(f"Bearer {token}") == {"resources:write"}
+    assert await auth.scopes(f"Bearer {token}") == {"resources:write"}
     # an HS256 token signed with the public key as secret (algorithm confusion) is refused
     confused = jwt.encode(
         {"iss": "govbus", "exp": int(time.time()) + 60, "scope": "resources:write"},
@@ -66,7 +66,7 @@ def test_rs256_with_a_public_key_file(rsa_keys):
         algorithm="HS256",
     )
     with pytest.raises(AuthError):
-        auth.scopes(f"Bearer {confused}")
+        await auth.scopes(f"Bearer {confused}")
 
 
 def test_govbus_token_with_a_private_key_prints_the_token_alone(rsa_keys):
@@ -105,11 +105,11 @@ def test_a_public_key_that_is_not_one_is_a_config_error(tmp_path):
         Authenticator.from_settings(load_settings(auth_public_key=str(junk)))
 
 
-def test_disabled_auth_is_a_warning_and_grants_everything(caplog):
+async def test_disabled_auth_is_a_warning_and_grants_everything(caplog):
     with caplog.at_level(logging.WARNING):
         auth = Authenticator.from_settings(load_settings(auth="disabled"))
     assert "GOVBUS_AUTH=disabled" in caplog.text
-    assert "events:read" in auth.scopes(None)
+    assert "events:read" in await auth.scopes(None)
 
 
 def test_one_table_maps_bus_errors_to_statuses():
