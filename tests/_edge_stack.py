@@ -12,10 +12,10 @@ from typing import Any
 from quart import Quart
 from quart.typing import TestClientProtocol
 
-from bus.cli.workers import running_worker
 from bus.client import Bus
-from bus.edge import SCOPES, Authenticator, Limits, create_app, mint_token
 from bus.settings import Settings, load_settings
+from govbus.workers import running_worker
+from http_edge import SCOPES, Authenticator, Limits, create_app, mint_token
 
 SECRET = "test-secret-" + "s" * 32
 

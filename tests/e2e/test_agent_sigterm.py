@@ -22,10 +22,10 @@ from uuid import uuid4
 import pytest
 
 from bus import Bus
-from bus.cli.workers import running_worker
 from bus.message import Delivery
 from bus.topology import EVENTS
 from bus.transport import QueueSpec
+from govbus.workers import running_worker
 from tests._edge_stack import private_vhost
 from tests._wait import eventually
 from tests.e2e.test_edge_up import free_port

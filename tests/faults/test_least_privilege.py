@@ -29,11 +29,11 @@ import orjson
 import pytest
 
 from bus import AccessRefused, Bus, NotFound, Tap
-from bus.cli.workers import running_worker
-from bus.edge import create_app
 from bus.message import Delivery, event_message
 from bus.settings import load_settings
 from bus.topology import LOG
+from govbus.workers import running_worker
+from http_edge import create_app
 from schemas import Heartbeat, ResourceDrift
 from tests._edge_stack import SECRET, bearer
 from tests._rabbit_node import PrivateRabbit

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 import jwt
 import pytest
 
-from bus.edge import Authenticator, mint_token
-from bus.edge.auth import AuthError, AuthUnavailable
-from bus.edge.oidc import OidcVerifier
 from bus.errors import ConfigError
 from bus.settings import load_settings
+from http_edge import Authenticator, mint_token
+from http_edge.auth import AuthError, AuthUnavailable
+from http_edge.oidc import OidcVerifier
 from tests._edge_stack import SECRET, edge_stack
 from tests._jwks import AUDIENCE, ISSUER, JwksServer
 from tests._wait import eventually

@@ -19,15 +19,15 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 from quart import Quart
 
-from bus.cli import app, fail
-from bus.cli._preflight import check_store
 from bus.client import Bus
-from bus.edge import SCOPES, create_app, mint_token
-from bus.edge.auth import new_secret
-from bus.edge.stream import close_streams
-from bus.edge.tls import check_tls
 from bus.errors import BusError, ConfigError
 from bus.settings import Settings, load_settings
+from govbus._preflight import check_store
+from govbus.cli import app, fail
+from http_edge import SCOPES, create_app, mint_token
+from http_edge.auth import new_secret
+from http_edge.stream import close_streams
+from http_edge.tls import check_tls
 
 log = logging.getLogger(__name__)
 

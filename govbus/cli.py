@@ -30,9 +30,9 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from bus.cli import events  # noqa: F401
+    from govbus import events  # noqa: F401
 
-    for optional in ("bus.cli.workers", "bus.cli.query", "bus.cli.log"):
+    for optional in ("govbus.workers", "govbus.query", "govbus.log"):
         try:
             __import__(optional)
         except ModuleNotFoundError as exc:
