@@ -1,33 +1,30 @@
-"""`govbus up`, `govbus discovery`, `govbus manager`, `govbus edge`: the processes."""
+"""`govbus up`, `govbus discovery`, `govbus manager`, `govbus edge`: the processes.
+
+`up` runs every component of `govbus.components.COMPONENTS` in one process (the embedded bus
+by default); each other command runs one of them against a shared bus. All of them run until
+SIGTERM or Ctrl-C (`bus.process.run_until_signal`), then stop gracefully and exit 0.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import inspect
 import logging
 import os
-import signal
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 import typer
-from hypercorn.asyncio import serve as hypercorn_serve
-from hypercorn.config import Config as HypercornConfig
-from quart import Quart
 
 from bus.client import Bus
 from bus.errors import BusError, ConfigError
+from bus.process import run_until_signal
 from bus.settings import Settings, load_settings
-from govbus._preflight import check_store
 from govbus.cli import app, fail
-from http_edge import SCOPES, create_app, mint_token
+from govbus.components import COMPONENTS, running_component
+from http_edge import SCOPES, mint_token
 from http_edge.auth import new_secret
-from http_edge.stream import close_streams
-from http_edge.tls import check_tls
+from http_edge.server import edge_address
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +38,6 @@ HttpOption = Annotated[
 TOKEN_FILE = "govbus.token"
 
 
-class Worker(Protocol):
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-
-
 def _settings(**overrides: Any) -> Settings:
     try:
         return load_settings(**overrides)
@@ -53,86 +45,13 @@ def _settings(**overrides: Any) -> Settings:
         raise fail(str(exc), 2) from None
 
 
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
-def _hypercorn(settings: Settings) -> HypercornConfig:
-    config = HypercornConfig()
-    config.bind = [settings.http]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = 3.0
-    # With a certificate every bind serves TLS: HTTPS only, no plain-HTTP port beside it.
-    config.certfile = settings.tls_cert
-    config.keyfile = settings.tls_key
-    return config
-
-
-def check_edge(settings: Settings) -> None:
-    """What can be wrong with the edge's own settings, found before anything starts:
-    the listen address (`GOVBUS_HTTP`) and the HTTPS files (`GOVBUS_TLS_*`)."""
-    if settings.tls_cert is not None and settings.tls_key is not None:
-        check_tls(settings.tls_cert, settings.tls_key)
-    check_listen(settings.http)
-
-
-def edge_address(settings: Settings) -> str:
-    """The edge's base URL as a client writes it."""
-    scheme = "https" if settings.tls_cert else "http"
-    return f"{scheme}://{settings.http}"
-
-
-def check_listen(http: str) -> None:
-    """Raise `ConfigError` naming GOVBUS_HTTP if nothing can listen on `http` (in use, ...)."""
-    host, _, port = http.rpartition(":")
+def _check(names: list[str], settings: Settings) -> None:
+    """Each component's own checks, before anything starts: a bad setting is one line."""
     try:
-        with socket.create_server((host.strip("[]"), int(port))):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"GOVBUS_HTTP: cannot listen on {http}: {exc.strerror}") from None
-
-
-async def serve_edge(app_: Quart, settings: Settings, stop: asyncio.Event) -> None:
-    """Serve the edge with hypercorn on this loop until `stop` is set (HTTPS when
-    `GOVBUS_TLS_CERT`/`GOVBUS_TLS_KEY` are set: run `check_edge` first)."""
-    http = settings.http
-
-    async def shutdown_trigger() -> None:
-        await stop.wait()
-        close_streams(app_)  # open event streams end now instead of holding the shutdown up
-
-    try:
-        await hypercorn_serve(app_, _hypercorn(settings), shutdown_trigger=shutdown_trigger)
-    except OSError as exc:  # lost the race for the port since check_listen
-        raise ConfigError(f"GOVBUS_HTTP: cannot listen on {http}: {exc.strerror}") from None
-
-
-@contextlib.asynccontextmanager
-async def running_worker(
-    package: str, url: str, db_url: str, **kwargs: Any
-) -> AsyncIterator[Worker]:
-    """A worker of `package` on its own connection (named by the package's `SOURCE`)."""
-    module = importlib.import_module(package)
-    bus = Bus(url, source=getattr(module, "SOURCE", f"govbus/{package}"))
-    await bus.start()
-    try:
-        factory = getattr(module, "bootstrap", None)
-        if factory is None or inspect.ismodule(factory):
-            factory = importlib.import_module(f"{package}.bootstrap").bootstrap
-        built = factory(bus=bus, db_url=db_url, **kwargs)
-        worker: Worker = await built if inspect.isawaitable(built) else built
-        await worker.start()
-        try:
-            yield worker
-        finally:
-            await worker.stop()
-    finally:
-        await bus.close()
+        for name in names:
+            COMPONENTS[name].check(settings)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
 
 
 @app.command()
@@ -143,15 +62,11 @@ def up(
 ) -> None:
     """Discovery, manager and edge in one process (embedded bus by default). Ctrl-C stops."""
     settings = _settings(url=url, db=db, http=http)
-    try:
-        check_edge(settings)
-        check_store(settings.db)
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
     minted = None
     own_key = settings.auth_secret or settings.auth_public_key
     if settings.auth == "required" and not own_key and not settings.auth_jwks_url:
         settings = settings.model_copy(update={"auth_secret": new_secret()})
+    _check(list(COMPONENTS), settings)
     if settings.auth == "required" and settings.auth_secret:
         minted = mint_token(SCOPES, ttl_s=30 * 86_400, secret=settings.auth_secret, subject="admin")
         try:
@@ -161,27 +76,25 @@ def up(
                 f"cannot write the admin token ./{TOKEN_FILE} in {Path.cwd()}: {exc.strerror} "
                 "(govbus up writes it where it runs: run it in a writable directory)"
             ) from None
+
+    async def main(stop: asyncio.Event) -> None:
+        await _up(settings, minted, stop)
+
     try:
-        asyncio.run(_up(settings, minted))
+        asyncio.run(run_until_signal(main))
     except BusError as exc:
         raise fail(str(exc)) from None
 
 
-async def _up(settings: Settings, token: str | None) -> None:
-    stop = _stop_on_signals()
+async def _up(settings: Settings, token: str | None, stop: asyncio.Event) -> None:
     url = settings.bus_url(embedded=True)
     async with contextlib.AsyncExitStack() as stack:
-        workers = [
-            await stack.enter_async_context(running_worker(package, url, settings.db))
-            for package in ("discovery_worker", "manager_worker")
-        ]
-        edge_bus = Bus(url, source="govbus/edge")
-        await edge_bus.start()
-        stack.push_async_callback(edge_bus.close)
-        observed = [bus for w in workers if isinstance(bus := getattr(w, "bus", None), Bus)]
-        edge_app = create_app(bus=edge_bus, settings=settings, observe=observed)
-        server = asyncio.create_task(serve_edge(edge_app, settings, stop))
-        await asyncio.sleep(0)
+        peers: list[Bus] = []  # the edge's /metrics counts the workers' connections too
+        for component in COMPONENTS.values():
+            _, launch = await stack.enter_async_context(
+                running_component(component, url, settings, peers=peers, stop=stop)
+            )
+            peers.append(launch.bus)
         typer.echo(
             f"govbus up: edge on {edge_address(settings)}  bus {_redact(url)}  store {settings.db}"
         )
@@ -194,7 +107,7 @@ async def _up(settings: Settings, token: str | None) -> None:
         else:
             typer.echo("auth is disabled (GOVBUS_AUTH=disabled): no token needed")
         typer.echo("Ctrl-C stops.", err=True)
-        await server
+        await stop.wait()
     typer.echo("govbus up: stopped", err=True)
 
 
@@ -215,45 +128,29 @@ def _redact(url: str) -> str:
     return f"{scheme}{sep}{user}:***@{host}"
 
 
+def _alone(name: str, settings: Settings, *, queue: str | None = None) -> None:
+    """Run the component `name` as this process, against a shared bus (RabbitMQ)."""
+    _check([name], settings)
+    component = COMPONENTS[name]
+    url = settings.bus_url(embedded=False)
+
+    async def main(stop: asyncio.Event) -> None:
+        running = running_component(component, url, settings, queue=queue, stop=stop)
+        async with running as (_, launch):
+            described = component.describe(launch)
+            typer.echo(f"govbus {name}: {described}  bus {_redact(url)}", err=True)
+            await stop.wait()
+
+    try:
+        asyncio.run(run_until_signal(main))
+    except BusError as exc:
+        raise fail(str(exc)) from None
+
+
 @app.command()
 def edge(url: UrlOption = None, http: HttpOption = None) -> None:
     """The HTTP edge alone, against a shared bus (RabbitMQ)."""
-    settings = _settings(url=url, http=http)
-    try:
-        check_edge(settings)
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
-    bus_url = settings.bus_url(embedded=False)
-    bus = Bus(bus_url, source="govbus/edge")
-    try:
-        edge_app = create_app(bus=bus, settings=settings)
-    except ConfigError as exc:
-        raise fail(str(exc), 2) from None
-
-    async def run() -> None:
-        stop = _stop_on_signals()
-        # Connected before serving: an unreachable broker is one line here, not a lifespan
-        # failure inside the server.
-        async with bus:
-            typer.echo(f"govbus edge: {edge_address(settings)}  bus {_redact(bus_url)}")
-            await serve_edge(edge_app, settings, stop)
-
-    try:
-        asyncio.run(run())
-    except BusError as exc:
-        raise fail(str(exc)) from None
-
-
-def _component(package: str, settings: Settings) -> None:
-    try:
-        check_store(settings.db)
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
-    module = importlib.import_module(f"{package}.__main__")
-    try:
-        asyncio.run(module.serve(settings))
-    except BusError as exc:
-        raise fail(str(exc)) from None
+    _alone("edge", _settings(url=url, http=http))
 
 
 @app.command()
@@ -269,32 +166,10 @@ def discovery(
     ] = None,
 ) -> None:
     """The discovery worker alone (service registry), against a shared bus."""
-    settings = _settings(url=url, db=db)
-    if queue is None:
-        _component("discovery_worker", settings)
-        return
-    try:
-        check_store(settings.db)
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
-    from discovery_worker.config import DiscoveryConfig
-
-    async def run() -> None:
-        stop = _stop_on_signals()
-        url_ = settings.bus_url(embedded=False)
-        async with running_worker(
-            "discovery_worker", url_, settings.db, config=DiscoveryConfig(queue=queue)
-        ):
-            typer.echo(f"govbus discovery: queue {queue}  bus {_redact(url_)}", err=True)
-            await stop.wait()
-
-    try:
-        asyncio.run(run())
-    except BusError as exc:
-        raise fail(str(exc)) from None
+    _alone("discovery", _settings(url=url, db=db), queue=queue)
 
 
 @app.command()
 def manager(url: UrlOption = None, db: DbOption = None) -> None:
     """The manager worker alone (resource inventory), against a shared bus."""
-    _component("manager_worker", _settings(url=url, db=db))
+    _alone("manager", _settings(url=url, db=db))

@@ -209,9 +209,7 @@ def test_bad_oidc_settings_name_the_variable(overrides, needle):
 @pytest.fixture
 async def stack(tmp_path, unique, idp):
     auth = oidc_auth(idp, timeout_s=0.5, cooldown_s=0)
-    async with edge_stack(
-        f"memory://{unique}", tmp_path, workers=("discovery_worker",), auth=auth
-    ) as s:
+    async with edge_stack(f"memory://{unique}", tmp_path, workers=("discovery",), auth=auth) as s:
         yield s
 
 
