@@ -2,7 +2,7 @@
 stopped gracefully, so the process exits 0.
 
 `run_until_signal(main)` is the one place a govbus process waits for its end (the `govbus`
-commands and `python -m discovery_worker` / `python -m manager_worker` all come through it):
+commands and each worker's `python -m` entry all come through it):
 `main(stop)` runs with SIGTERM and SIGINT setting `stop`, and does its graceful shutdown once
 `stop` is set. The signals are dispatched by the event loop (`loop.add_signal_handler`), so an
 agent running in the same process (`bus.agent`, whose SIGTERM hook is `bus._sigterm`) leaves

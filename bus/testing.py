@@ -3,8 +3,9 @@ then assert on what happened.
 
 `LogReplay` is what a test holds: a `bus.replay.Replay` with conveniences for asserting, and
 the application's `Participants` to start (`start_workers`). `replay_fixture(...)` makes the
-pytest fixture that gives each test a fresh one. govbus's own fixture, with its real
-discovery and manager workers, is `govbus.testing` (a pytest plugin installed with govbus).
+pytest fixture that gives each test a fresh one: an application makes its own with its
+participants (govbus's `replay` fixture, with its real workers, is a pytest plugin installed
+with govbus).
 
 Everything runs on a private embedded bus (`memory://replay-…`) with a virtual clock, so a
 test is deterministic and fast, whatever the wall clock does.

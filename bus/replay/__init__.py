@@ -5,7 +5,7 @@
 - `verify`: `Verifier`, regenerated events against recorded ones;
 - `pipeline`: `replay_log`, a whole log, with commands run at their own time.
 
-The library knows no application: govbus's workers take part through `govbus.replay`.
+The library knows no application: an application takes part by giving its `Participants`.
 """
 
 from bus.replay.engine import Replay, ReplayError, ReplayStats

@@ -1,7 +1,7 @@
 """What an application gives the replay engine: its workers, and how to treat its events.
 
-The engine knows no application. An application (govbus's own: `govbus.replay.Workers`)
-describes itself as `Participants`: the sources of the events its workers publish (replay
+The engine knows no application. An application (govbus's discovery and manager workers,
+for one) describes itself as `Participants`: the sources of the events its workers publish (replay
 regenerates those rather than feeding them), the recorded events it must cause again by
 request (a command's events cannot be derived from the log), how to read its final state and
 how to pair the events it regenerates with the recorded ones. Its workers are built by
