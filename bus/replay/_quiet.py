@@ -32,10 +32,11 @@ class _Traced(Coroutine[Any, Any, Any]):
     """A task's coroutine, and what it waits on: the future it last yielded (None: nothing to
     wait for, it can run)."""
 
-    __slots__ = ("__qualname__", "coro", "waiting")
+    __slots__ = ("__qualname__", "coro", "task", "waiting")
 
     def __init__(self, coro: Coroutine[Any, Any, Any] | Generator[Any, Any, Any]) -> None:
         self.coro = coro
+        self.task: asyncio.Future[Any] | None = None
         self.waiting: asyncio.Future[Any] | None = None
         # What asyncio shows of a task (repr, get_stack) is read from here: the wrapped one's.
         self.__qualname__ = str(getattr(coro, "__qualname__", type(coro).__name__))
@@ -85,6 +86,7 @@ class Activity:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.tasks: dict[asyncio.Future[Any], _Traced] = {}
+        self._traced: list[_Traced] = []  # the same, for the scan on every replay step
         self.users = 0
         # Another factory set before the replay started keeps making the tasks; we wrap them.
         self._previous: TaskFactory | None = loop.get_task_factory()
@@ -104,18 +106,24 @@ class Activity:
             task = previous(loop, traced, **kwargs)
         else:
             task = asyncio.Task(traced, loop=loop, **kwargs)
+        traced.task = task
         self.tasks[task] = traced
+        self._traced.append(traced)
         task.add_done_callback(self._forget)
         return task
 
     def _forget(self, task: asyncio.Future[Any]) -> None:
-        self.tasks.pop(task, None)
+        traced = self.tasks.pop(task, None)
+        if traced is not None:
+            self._traced.remove(traced)
 
     def any_runnable(self) -> bool:
         """True when a task (other than the caller's) can run now."""
-        for task, traced in self.tasks.items():
+        for traced in self._traced:
             waiting = traced.waiting
-            if (waiting is None or waiting.done()) and task is not asyncio.current_task(self.loop):
+            if (waiting is None or waiting.done()) and traced.task is not asyncio.current_task(
+                self.loop
+            ):
                 return True
         return False
 

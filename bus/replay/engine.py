@@ -31,12 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar
 
@@ -47,11 +45,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bus.client import Bus
 from bus.clock import VirtualClock
 from bus.consumer import EventConsumer, Handler
-from bus.errors import BusError, ConfigError
+from bus.errors import BusError
 from bus.eventlog import LogEvent
 from bus.message import Delivery, Message
 from bus.process import Runnable
 from bus.replay._quiet import Activity, Connections, unwatch_tasks, watch_tasks
+from bus.replay._stores import WorkerStores
 from bus.replay.participants import Participants, Stage, WorkerFactory
 from bus.store import Store, create_engine
 from bus.tap import Tap
@@ -146,7 +145,7 @@ class Replay:
         self._connections = Connections()
         self._activity: Activity | None = None
         self._closers: list[Callable[[], Any]] = []
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._stores = WorkerStores()
         self._started = False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -191,6 +190,7 @@ class Replay:
                 log.error("replay: stopping a participant failed: %s", exc)
                 log.debug("stop failure", exc_info=exc)
         self._closers.clear()
+        self._stores.cleanup()
         for bus in reversed(self._buses):
             await bus.close()
         self._buses.clear()
@@ -271,8 +271,7 @@ class Replay:
         replaced by `name` (a SQLite file without it gets `-<name>` added to its stem).
         """
         await self.start()
-        url = _per_worker(db_url, name) if db_url is not None else self._temp_db(name)
-        store = Store(create_engine(url))
+        store = Store(create_engine(self._stores.url(name, db_url)))
         self.watch(store.engine)
         self.on_close(store.close)
         bus = self.bus(source)
@@ -304,20 +303,6 @@ class Replay:
             raise ReplayError("state() needs participants: attach() them first")
         return await self.participants.state()
 
-    def _temp_db(self, name: str) -> str:
-        """A fresh SQLite file in a private directory, removed when the replay closes.
-
-        Not `:memory:`: an in-memory database lives in one connection, and a connection that
-        SQLAlchemy invalidates (a task cancelled mid-query at shutdown) would take the tables
-        with it."""
-        if self._tmp is None:
-            shm = Path("/dev/shm")  # memory-backed where there is one: no disk in the loop
-            self._tmp = tempfile.TemporaryDirectory(
-                prefix="govbus-replay-", dir=shm if shm.is_dir() else None
-            )
-            self.on_close(self._tmp.cleanup)
-        return f"sqlite+aiosqlite:///{Path(self._tmp.name) / name}.db"
-
     # -- feeding ------------------------------------------------------------------------------
 
     async def feed(self, event: LogEvent) -> bool:
@@ -341,16 +326,23 @@ class Replay:
         if due is not None and due <= moment:
             await self.advance_to(moment)
         elif moment > clock.now():
-            await clock.advance_to(moment, settle=0)
+            clock.jump_to(moment)
         if self.last_time is None or moment > self.last_time:
             self.last_time = moment
         routes = self._routes.get(event.type)
         if routes is None:
             routes = self._routes[event.type] = self._route(event.type)
         if routes:
+            # Each consumer of ours handles the event at once (`EventConsumer.handle`), without
+            # the broker, and applies its whole policy (`process`) when that fails; a queue of
+            # no participant's (a user's own) gets the event published to it for real.
             body = orjson.dumps(event.data)
-            for route in routes:
-                await self._deliver(route, event, body)
+            meta = event.meta
+            for queue, consumer in routes:
+                if consumer is None:
+                    self.broker.deliver_to(queue, EVENTS, event.type, event.to_message())
+                elif not await consumer.handle(meta, body):
+                    await consumer.process(_ReplayDelivery(event.to_message(), event.type))
         else:
             self.stats.unrouted += 1
         self.stats.fed += 1
@@ -369,7 +361,7 @@ class Replay:
             self.stats.timers += 1
             await self.settle()
         if moment > clock.now():
-            await clock.advance_to(moment, settle=0)
+            clock.jump_to(moment)
 
     def _route(self, event_type: str) -> list[_Route]:
         """Queues the type routes to (the tap aside), each with our consumer of it, if any."""
@@ -379,16 +371,6 @@ class Replay:
             for queue in self.broker.route(EVENTS, event_type)
             if queue.spec.name not in self._taps
         ]
-
-    async def _deliver(self, route: _Route, event: LogEvent, body: bytes) -> None:
-        """The consumer's own handling at once (`EventConsumer.handle`), without the broker;
-        its whole policy (`process`) when that fails. A queue with no consumer of ours (a
-        user's own) gets the event published to it for real."""
-        consumer = route.consumer
-        if consumer is None:
-            self.broker.deliver_to(route.queue, EVENTS, event.type, event.to_message())
-        elif not await consumer.handle(event.meta, body):
-            await consumer.process(_ReplayDelivery(event.to_message(), event.type))
 
     # -- quiescence ---------------------------------------------------------------------------
 
@@ -469,19 +451,3 @@ class Replay:
         """Take (and forget) the events produced so far."""
         produced, self.produced = self.produced, []
         return produced
-
-
-def _per_worker(db_url: str, worker: str) -> str:
-    """One database per worker: `{worker}` in the URL is replaced by the worker's name; a
-    SQLite file without it gets the name added to its stem (`replay.db` becomes
-    `replay-discovery.db`)."""
-    if "{worker}" in db_url:
-        return db_url.replace("{worker}", worker)
-    if db_url.startswith("sqlite") and ":memory:" not in db_url:
-        path = Path(db_url.split(":///", 1)[1])
-        prefix = db_url.split(":///", 1)[0]
-        return f"{prefix}:///{path.with_name(f'{path.stem}-{worker}{path.suffix}')}"
-    raise ConfigError(
-        "a replay's db_url needs one database per worker: put '{worker}' in it, e.g. "
-        "postgresql+asyncpg://user@host/replay_{worker}"
-    )
