@@ -1,4 +1,4 @@
-"""Replaying logs into a user's own handlers with the `replay` fixture (bus.testing)."""
+"""Replaying logs into a user's own handlers with the `replay` fixture (govbus.testing)."""
 
 from __future__ import annotations
 
