@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,8 +24,6 @@ from govbus.components import COMPONENTS, running_component
 from http_edge import SCOPES, mint_token
 from http_edge.auth import new_secret
 from http_edge.server import edge_address
-
-log = logging.getLogger(__name__)
 
 UrlOption = Annotated[str | None, typer.Option("--url", help="the bus (default: GOVBUS_URL)")]
 DbOption = Annotated[
