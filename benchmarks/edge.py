@@ -97,7 +97,7 @@ async def _until_listed(base: str, headers: dict[str, str], timeout: float = 90)
 async def run_edge(
     url: str, sequential: int, concurrent: int, log: Callable[[str], None]
 ) -> dict[str, float]:
-    from bus.edge import SCOPES, mint_token
+    from http_edge import SCOPES, mint_token
 
     port = _free_port()
     token = mint_token(list(SCOPES), secret=SECRET, ttl_s=3600)

@@ -5,7 +5,8 @@ does (`read_log` -> `replay_log` into fresh discovery and manager workers on SQL
 figures include parsing every line. `whole_log_events_per_s` is the whole log over the whole
 time (workers' start and the registrations, a few SQLite transactions each, included);
 `events_per_s` is the steady rate: the same log through `bus.replay.Replay` (what
-`replay_log` drives), timing only the heartbeats, which are most of any real log.
+`replay_log` drives) with govbus's workers, timing only the heartbeats, which are most of any
+real log.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def heartbeat_log(events: int, instances: int = 200) -> Iterator[LogEvent]:
 
 
 async def _replay_once(events: int) -> float:
-    from bus.replay import replay_log
+    from govbus.replay import replay_log
 
     with tempfile.TemporaryDirectory(prefix="govbus-bench-") as tmp:
         path = Path(tmp) / "log.jsonl"
@@ -69,12 +70,13 @@ async def _replay_once(events: int) -> float:
 async def _steady(events: int, instances: int = 200) -> float:
     """Heartbeats per second once the workers run and the instances are registered."""
     from bus.replay import Replay
+    from govbus.replay import start_workers
 
     with tempfile.TemporaryDirectory(prefix="govbus-bench-") as tmp:
         path = Path(tmp) / "log.jsonl"
         write_log(path, heartbeat_log(events, instances))
         async with Replay(capture=False) as replay:
-            await replay.start_workers(db_url=f"sqlite+aiosqlite:///{tmp}/replay.db")
+            await start_workers(replay, db_url=f"sqlite+aiosqlite:///{tmp}/replay.db")
             log = read_log(path)
             for _ in range(instances):
                 await replay.feed(next(log))

@@ -168,6 +168,31 @@ class EventConsumer:
             finally:
                 self._inbox.task_done()
 
+    async def handle(self, meta: EventMeta, body: bytes) -> bool:
+        """One attempt at an event whose attributes the caller has read already (replay feeds
+        them from a log, and knows it routed the event through `govbus.events`): validate
+        `body`, call the handler once. True when it was handled (and counted); False when the
+        policy must decide instead (no handler, an invalid body, a failing handler): then
+        give `process` the event as a delivery, which runs the whole policy (a failed first
+        attempt here counts as a transient failure on top of the policy's attempts)."""
+        handler = self.handlers.get(meta.type)
+        model = self.models.get(meta.type)
+        if handler is None or model is None:
+            return False
+        try:
+            # The model's own validator: what `model_validate_json` calls, one call less.
+            event = model.__pydantic_validator__.validate_json(body)
+        except ValidationError:
+            return False
+        try:
+            await handler(event, meta)
+        except Exception as exc:
+            log.debug("%s %s failed once: %s", meta.type, meta.id, exc)
+            return False
+        self.stats.delivered += 1
+        self.stats.handled += 1
+        return True
+
     async def process(self, delivery: Delivery) -> None:
         """Apply the policy to one delivery (public so replay can drive it directly)."""
         self.stats.delivered += 1

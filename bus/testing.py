@@ -1,25 +1,11 @@
-"""pytest support: replay an event log into the real workers or your own handlers, then assert.
+"""pytest support: replay an event log into an application's workers or your own handlers,
+then assert on what happened.
 
-govbus installs this module as a pytest plugin (entry point `pytest11: govbus`), so the
-`replay` fixture is there in every project that has govbus installed; elsewhere add
-`pytest_plugins = ["bus.testing"]` to a `conftest.py`. Tests run under pytest-asyncio.
-
-    async def test_a_silent_instance_expires(replay):
-        await replay.start_workers()
-        await replay.run("tests/logs/expiry.jsonl")
-        state = await replay.state()
-        assert [i["instance_id"] for i in state["instances"]] == ["web-1"]
-        assert replay.produced_types("registry.instance.expired") == [...]
-
-    async def test_my_handlers(replay):
-        seen = []
-
-        async def on_register(event: Register, meta: EventMeta) -> None:
-            seen.append((event.instance_id, meta.time))
-
-        await replay.subscribe({"registry.register": on_register})
-        await replay.run("tests/logs/registrations.jsonl")
-        assert len(seen) == 3
+`LogReplay` is what a test holds: a `bus.replay.Replay` with conveniences for asserting, and
+the application's `Participants` to start (`start_workers`). `replay_fixture(...)` makes the
+pytest fixture that gives each test a fresh one: an application makes its own with its
+participants (govbus's `replay` fixture, with its real workers, is a pytest plugin installed
+with govbus).
 
 Everything runs on a private embedded bus (`memory://replay-…`) with a virtual clock, so a
 test is deterministic and fast, whatever the wall clock does.
@@ -27,7 +13,7 @@ test is deterministic and fast, whatever the wall clock does.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,26 +25,31 @@ from bus.client import Bus
 from bus.clock import VirtualClock
 from bus.consumer import Handler
 from bus.eventlog import LogEvent, read_log
-from bus.replay import Replay, Workers, commands_in_time
+from bus.replay import Participants, Replay, ReplayError, commands_in_time
 from bus.transport.memory import topic_matches
 
-__all__ = ["LogReplay", "replay"]
+__all__ = ["LogReplay", "replay_fixture"]
 
 
 class LogReplay:
-    """What the `replay` fixture gives a test: a `Replay` with conveniences for asserting."""
+    """What a replay fixture gives a test: a `Replay` with conveniences for asserting."""
 
-    def __init__(self, engine: Replay) -> None:
+    def __init__(self, engine: Replay, participants: Participants | None = None) -> None:
         self.engine = engine
+        self.participants = participants
+        self._client: Bus | None = None
 
     @property
     def clock(self) -> VirtualClock:
         return self.engine.clock
 
-    async def start_workers(self, *, seed: int = 0, db_url: str | None = None) -> Workers:
-        """Fresh discovery and manager workers (temporary SQLite stores, or `db_url` with a
+    async def start_workers(self, *, seed: int = 0, db_url: str | None = None) -> Participants:
+        """Fresh workers of the application (temporary SQLite stores, or `db_url` with a
         `{worker}` placeholder; RNG seeded with `seed`)."""
-        return await self.engine.start_workers(seed=seed, db_url=db_url)
+        if self.participants is None:
+            raise ReplayError("this replay has no workers to start: give replay_fixture some")
+        await self.engine.attach(self.participants, seed=seed, db_url=db_url)
+        return self.participants
 
     async def subscribe(
         self,
@@ -78,7 +69,7 @@ class LogReplay:
         `until`, if later), firing the timers due on the way. Returns how many events were read."""
         events = read_log(log) if isinstance(log, str | Path) else log
         count = 0
-        for event in commands_in_time(events):
+        for event in self._in_time(events):
             count += 1
             await self.engine.feed(event)
         final = self.engine.last_time
@@ -87,6 +78,14 @@ class LogReplay:
         if final is not None:
             await self.advance_to(final)
         return count
+
+    def _in_time(self, events: Iterable[LogEvent]) -> Iterator[LogEvent]:
+        attached = self.engine.participants
+        if attached is None:
+            return iter(events)
+        return commands_in_time(
+            events, is_command=attached.is_command, regenerated=attached.sources
+        )
 
     async def feed(self, event: LogEvent) -> bool:
         """One event: clock to its time, deliver, settle."""
@@ -107,10 +106,10 @@ class LogReplay:
 
     async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """An RPC on the replay's bus (e.g. `discovery.pick`), answered by the workers."""
-        workers = self.engine.workers
-        if workers is None or workers.client is None:
-            raise RuntimeError("call() needs start_workers() first")
-        result = await workers.client.call(method, dict(params or {}))
+        if self._client is None:
+            self._client = self.engine.bus("replay-test")
+            await self._client.start()
+        result = await self._client.call(method, dict(params or {}))
         await self.engine.settle()
         return result
 
@@ -127,20 +126,25 @@ class LogReplay:
         return [e.type for e in self.produced_of(pattern)]
 
 
-async def _replay() -> AsyncIterator[LogReplay]:
-    """A fresh replay (private embedded bus, virtual clock); closed after the test."""
-    async with Replay() as engine:
-        yield LogReplay(engine)
+def replay_fixture(
+    participants: Callable[[], Participants] | None = None, *, name: str = "replay"
+) -> Any:
+    """A pytest fixture `name` giving each test a fresh `LogReplay` (closed after the test)
+    whose `start_workers()` starts `participants()`; their events are never fed (they are
+    regenerated), even before the workers start. Needs pytest-asyncio."""
 
+    async def fresh() -> AsyncIterator[LogReplay]:
+        cast = participants() if participants is not None else None
+        skip = cast.sources if cast is not None else frozenset[str]()
+        async with Replay(skip_sources=skip) as engine:
+            yield LogReplay(engine, cast)
 
-try:
-    import pytest_asyncio
-except ModuleNotFoundError:  # the plugin loads in every pytest run where govbus is installed
+    try:
+        import pytest_asyncio
+    except ModuleNotFoundError:  # a plugin loads in every pytest run where it is installed
 
-    @pytest.fixture(name="replay")
-    def _no_replay() -> None:
-        """Needs pytest-asyncio."""
-        pytest.fail("the `replay` fixture needs pytest-asyncio (pip install pytest-asyncio)")
+        def missing() -> None:
+            pytest.fail(f"the `{name}` fixture needs pytest-asyncio (pip install pytest-asyncio)")
 
-else:
-    replay = pytest_asyncio.fixture(_replay, name="replay")
+        return pytest.fixture(missing, name=name)
+    return pytest_asyncio.fixture(fresh, name=name)

@@ -12,10 +12,10 @@ from typing import Any
 from quart import Quart
 from quart.typing import TestClientProtocol
 
-from bus.cli.workers import running_worker
 from bus.client import Bus
-from bus.edge import SCOPES, Authenticator, Limits, create_app, mint_token
 from bus.settings import Settings, load_settings
+from govbus.components import COMPONENTS, running_component
+from http_edge import SCOPES, Authenticator, Limits, create_app, mint_token
 
 SECRET = "test-secret-" + "s" * 32
 
@@ -43,9 +43,8 @@ async def edge_stack(
     url: str,
     tmp_path: Path,
     *,
-    workers: tuple[str, ...] = ("discovery_worker", "manager_worker"),
+    workers: tuple[str, ...] = ("discovery", "manager"),
     limits: Limits | None = None,
-    worker_kwargs: dict[str, dict[str, Any]] | None = None,
     settings: Settings | None = None,
     auth: Authenticator | None = None,
 ) -> AsyncIterator[Stack]:
@@ -55,12 +54,13 @@ async def edge_stack(
     """
     async with contextlib.AsyncExitStack() as stack:
         running = {}
-        for package in workers:
-            db_url = f"sqlite+aiosqlite:///{tmp_path / package}.db"
-            kwargs = (worker_kwargs or {}).get(package, {})
-            running[package] = await stack.enter_async_context(
-                running_worker(package, url, db_url, **kwargs)
+        buses = []
+        for name in workers:
+            stored = load_settings(db=f"sqlite+aiosqlite:///{tmp_path / name}.db")
+            running[name], launch = await stack.enter_async_context(
+                running_component(COMPONENTS[name], url, stored)
             )
+            buses.append(launch.bus)
         bus = Bus(url, source="govbus/edge")
         await bus.start()
         stack.push_async_callback(bus.close)
@@ -69,7 +69,7 @@ async def edge_stack(
             settings=settings or load_settings(auth_secret=SECRET),
             auth=auth,
             limits=limits,
-            observe=[w.bus for w in running.values()],
+            observe=buses,
         )
         test_app = await stack.enter_async_context(app.test_app())
         yield Stack(app, test_app.test_client(), bus, url, running, bearer())

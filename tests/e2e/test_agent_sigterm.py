@@ -22,10 +22,11 @@ from uuid import uuid4
 import pytest
 
 from bus import Bus
-from bus.cli.workers import running_worker
 from bus.message import Delivery
+from bus.settings import load_settings
 from bus.topology import EVENTS
 from bus.transport import QueueSpec
+from govbus.components import COMPONENTS, running_component
 from tests._edge_stack import private_vhost
 from tests._wait import eventually
 from tests.e2e.test_edge_up import free_port
@@ -68,7 +69,10 @@ async def discovery(url: str, tmp_path: Path) -> AsyncIterator[Registry]:
     """A discovery worker on `url`, and what it says about instances."""
     seen = Registry()
     db = f"sqlite+aiosqlite:///{tmp_path}/discovery.db"
-    async with running_worker("discovery_worker", url, db), Bus(url, source="watch") as bus:
+    async with (
+        running_component(COMPONENTS["discovery"], url, load_settings(db=db)),
+        Bus(url, source="watch") as bus,
+    ):
         queue = f"watch-{uuid4().hex[:8]}"
         await bus.transport.declare_queue(QueueSpec(queue, durable=False, exclusive=True))
         await bus.transport.bind(queue, EVENTS, "registry.instance.#")

@@ -52,3 +52,22 @@ def test_a_bad_setting_is_one_line_and_exit_1(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "discovery_worker: error: GOVBUS_URL: must start with amqp://, amqps:// or memory://"
     ]
+
+
+def test_an_unreachable_store_is_one_line_naming_govbus_db():
+    env = {
+        **os.environ,
+        "GOVBUS_URL": "memory://",
+        "GOVBUS_DB": "postgresql+asyncpg://postgres@127.0.0.1:9/x",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "discovery_worker"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("discovery_worker: error: GOVBUS_DB: cannot open the store"), line

@@ -14,7 +14,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 
-from bus.edge import SCOPES, mint_token
+from http_edge import SCOPES, mint_token
 from tests.e2e.test_edge_up import free_port, start_up, wait_ready
 
 SECRET = "fuzz-secret-" + "f" * 32

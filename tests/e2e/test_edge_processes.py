@@ -12,7 +12,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from bus.edge import SCOPES, mint_token
+from http_edge import SCOPES, mint_token
 from tests._edge_stack import private_vhost
 from tests.e2e.test_edge_up import GOVBUS, free_port
 

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from bus.edge import SCOPES, mint_token
+from http_edge import SCOPES, mint_token
 from tests._certs import TestCA
 from tests.e2e.test_edge_up import GOVBUS, free_port, start_up, stop
 

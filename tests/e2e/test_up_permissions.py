@@ -38,7 +38,7 @@ def dirs() -> Iterator[tuple[Path, Path]]:
 def up_as_nobody(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
     return subprocess.run(
-        [*NOBODY, sys.executable, "-m", "bus.cli", "up", "--http", f"127.0.0.1:{free_port()}"],
+        [*NOBODY, sys.executable, "-m", "govbus", "up", "--http", f"127.0.0.1:{free_port()}"],
         check=False,
         cwd=cwd,
         env={**clean, **env},

@@ -18,7 +18,7 @@ from bus import Bus, NoResponder
 
 pytestmark = pytest.mark.rabbitmq
 
-GOVBUS = [sys.executable, "-m", "bus.cli"]
+GOVBUS = [sys.executable, "-m", "govbus"]
 
 
 def govbus(

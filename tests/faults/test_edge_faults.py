@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bus.edge import Limits
+from http_edge import Limits
 from tests._edge_stack import edge_stack
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.faults]

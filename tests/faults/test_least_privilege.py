@@ -29,11 +29,11 @@ import orjson
 import pytest
 
 from bus import AccessRefused, Bus, NotFound, Tap
-from bus.cli.workers import running_worker
-from bus.edge import create_app
 from bus.message import Delivery, event_message
 from bus.settings import load_settings
 from bus.topology import LOG
+from govbus import components
+from http_edge import create_app
 from schemas import Heartbeat, ResourceDrift
 from tests._edge_stack import SECRET, bearer
 from tests._rabbit_node import PrivateRabbit
@@ -236,9 +236,11 @@ class Deployment:
 @contextlib.asynccontextmanager
 async def deployment(node: PrivateRabbit, tmp_path: Path) -> AsyncIterator[Deployment]:
     async with contextlib.AsyncExitStack() as stack:
-        for package, user in (("discovery_worker", "discovery"), ("manager_worker", "manager")):
-            db = f"sqlite+aiosqlite:///{tmp_path / package}.db"
-            await stack.enter_async_context(running_worker(package, url(node, user), db))
+        for name in ("discovery", "manager"):
+            stored = load_settings(db=f"sqlite+aiosqlite:///{tmp_path / name}.db")
+            await stack.enter_async_context(
+                components.running_component(components.COMPONENTS[name], url(node, name), stored)
+            )
         edge_bus = await stack.enter_async_context(Bus(url(node, "edge"), source="govbus/edge"))
         app = create_app(bus=edge_bus, settings=load_settings(auth_secret=SECRET))
         test_app = await stack.enter_async_context(app.test_app())

@@ -70,7 +70,7 @@ async def test_an_unlisted_origin_gets_no_cors_headers(stack):
 
 
 async def test_without_the_setting_no_origin_gets_cors_headers(tmp_path, unique):
-    async with edge_stack(f"memory://{unique}", tmp_path, workers=("discovery_worker",)) as s:
+    async with edge_stack(f"memory://{unique}", tmp_path, workers=("discovery",)) as s:
         r = await s.client.options("/v1/resources/web-1", headers={"Origin": APP, **PREFLIGHT})
         assert cors_headers(r) == {}
         r = await s.client.get("/v1/services", headers={"Origin": APP, **bearer()})

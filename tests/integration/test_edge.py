@@ -9,7 +9,7 @@ import jwt
 import orjson
 import pytest
 
-from bus.edge import Limits
+from http_edge import Limits
 from tests._edge_stack import SECRET, bearer, edge_stack, private_vhost
 from tests._wait import eventually
 

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 import jwt
 import pytest
 
-from bus.edge import Authenticator, mint_token
-from bus.edge.auth import AuthError, AuthUnavailable
-from bus.edge.oidc import OidcVerifier
 from bus.errors import ConfigError
 from bus.settings import load_settings
+from http_edge import Authenticator, mint_token
+from http_edge.auth import AuthError, AuthUnavailable
+from http_edge.oidc import OidcVerifier
 from tests._edge_stack import SECRET, edge_stack
 from tests._jwks import AUDIENCE, ISSUER, JwksServer
 from tests._wait import eventually
@@ -209,9 +209,7 @@ def test_bad_oidc_settings_name_the_variable(overrides, needle):
 @pytest.fixture
 async def stack(tmp_path, unique, idp):
     auth = oidc_auth(idp, timeout_s=0.5, cooldown_s=0)
-    async with edge_stack(
-        f"memory://{unique}", tmp_path, workers=("discovery_worker",), auth=auth
-    ) as s:
+    async with edge_stack(f"memory://{unique}", tmp_path, workers=("discovery",), auth=auth) as s:
         yield s
 
 

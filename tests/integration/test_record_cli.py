@@ -90,7 +90,7 @@ async def test_record_from_start_reads_the_log_stream(vhost_url, tmp_path):
 def test_from_start_needs_rabbitmq(tmp_path):
     from typer.testing import CliRunner
 
-    from bus.cli import _register, app
+    from govbus.cli import _register, app
 
     _register()
     args = ["record", "--out", str(tmp_path / "x.jsonl"), "--url", "memory://", "--from-start"]

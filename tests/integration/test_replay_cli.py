@@ -41,7 +41,7 @@ def run_cli(*args: str) -> tuple[int, bytes, str]:
     """`govbus …` in this process (the exit code, stdout, stderr), for the quick checks."""
     from typer.testing import CliRunner
 
-    from bus.cli import _register, app
+    from govbus.cli import _register, app
 
     _register()
     result = CliRunner().invoke(app, list(args))

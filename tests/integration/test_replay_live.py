@@ -18,13 +18,13 @@ from uuid import uuid4
 
 import pytest
 
-from bus.cli.log import record_events
 from bus.client import Bus
 from bus.eventlog import read_log
 from bus.message import parse_time
-from bus.replay import replay_log
 from discovery_worker.bootstrap import bootstrap as discovery_bootstrap
 from discovery_worker.config import SOURCE as DISCOVERY_SOURCE
+from govbus.log import record_events
+from govbus.replay import replay_log
 from manager_worker import SOURCE as MANAGER_SOURCE
 from manager_worker import bootstrap as manager_bootstrap
 from schemas import Drain, Heartbeat, Register

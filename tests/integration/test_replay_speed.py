@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from bus.eventlog import LogEvent
-from bus.replay import replay_log
+from govbus.replay import replay_log
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

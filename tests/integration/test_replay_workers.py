@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from bus.eventlog import LogEvent, read_log, write_log
-from bus.replay import Replay, replay_log
+from bus.replay import Replay
+from govbus.replay import replay_log, start_workers
 
 LOGS = Path(__file__).parent.parent / "logs"
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -177,7 +178,7 @@ async def test_the_order_of_unrelated_timers_does_not_matter():
     outcomes = []
     for order in (("a-1", "b-1"), ("b-1", "a-1")):
         async with Replay() as engine:
-            await engine.start_workers()
+            await start_workers(engine)
             for event in log(*order):
                 await engine.feed(event)
             state = await engine.state()
@@ -203,7 +204,7 @@ async def recording_of(path: Path, tmp_path: Path) -> list[LogEvent]:
     """What `govbus record` would have written live: the inputs and what the workers said."""
     inputs = list(read_log(path))
     async with Replay() as engine:
-        await engine.start_workers()
+        await start_workers(engine)
         for event in inputs:
             await engine.feed(event)
         produced = engine.produced
@@ -315,12 +316,12 @@ async def test_each_worker_gets_its_own_database(replay, tmp_path):
     ]
     async with Replay() as engine:
         with pytest.raises(ValueError, match="one database per worker"):
-            await engine.start_workers(db_url="postgresql+asyncpg://postgres@127.0.0.1/replay")
+            await start_workers(engine, db_url="postgresql+asyncpg://postgres@127.0.0.1/replay")
 
 
 def test_replay_knows_the_workers_by_the_sources_they_publish_with():
-    from bus.replay import WORKER_SOURCES
     from discovery_worker.config import SOURCE as DISCOVERY
+    from govbus.replay import WORKER_SOURCES
     from manager_worker import SOURCE as MANAGER
 
     assert {DISCOVERY, MANAGER} == WORKER_SOURCES

@@ -13,9 +13,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bus.edge import ERROR_STATUS, Authenticator, mint_token
-from bus.edge.auth import AuthError
-from bus.edge.problems import from_bus_error
 from bus.errors import (
     BusError,
     CircuitOpen,
@@ -27,6 +24,9 @@ from bus.errors import (
     Unavailable,
 )
 from bus.settings import load_settings
+from http_edge import ERROR_STATUS, Authenticator, mint_token
+from http_edge.auth import AuthError
+from http_edge.problems import from_bus_error
 
 SECRET = "unit-secret-" + "u" * 32
 

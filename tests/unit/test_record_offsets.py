@@ -8,12 +8,12 @@ import asyncio
 import io
 from datetime import UTC, datetime
 
-from bus.cli.log import _Recorder
 from bus.eventlog import LogWriter, read_log
 from bus.message import Delivery, event_message
 from bus.tap import Tap
 from bus.topology import EVENTS, LOG
 from bus.transport.memory import MemoryTransport
+from govbus.log import _Recorder
 
 
 class Fake(Delivery):

@@ -1,4 +1,4 @@
-"""Replaying logs into a user's own handlers with the `replay` fixture (bus.testing)."""
+"""Replaying logs into a user's own handlers with the `replay` fixture (govbus.testing)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bus.clock import VirtualClock
 from bus.eventlog import LogEvent, read_log
 from bus.message import EventMeta
 from bus.replay import Replay, ReplayError
@@ -149,3 +150,18 @@ async def test_a_step_that_never_settles_is_an_error_saying_what_is_busy():
             task.cancel()
     assert "did not settle within 0.2 s at 2026-01-01T12:00:00+00:00" in str(caught.value)
     assert "ready callbacks" in str(caught.value)
+
+
+async def test_the_clock_jumps_only_when_no_timer_is_due_on_the_way():
+    """Replay moves the clock without awaiting when nothing sleeps until then; a timer due on
+    the way must be fired (advance_to), never skipped."""
+    clock = VirtualClock(T0)
+    sleeper = asyncio.get_running_loop().create_task(clock.sleep_until(T0 + timedelta(seconds=5)))
+    await asyncio.sleep(0)  # the sleeper registers its wake-up time
+    clock.jump_to(T0 + timedelta(seconds=4))
+    assert clock.now() == T0 + timedelta(seconds=4)
+    with pytest.raises(ValueError, match="a sleeper is due at 2026-01-01T12:00:05"):
+        clock.jump_to(T0 + timedelta(seconds=6))
+    assert clock.now() == T0 + timedelta(seconds=4) and not sleeper.done()
+    await clock.advance_to(T0 + timedelta(seconds=6))
+    await sleeper

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bus.eventlog import LogEvent
-from bus.replay import Verifier, commands_in_time
+from govbus.replay import WorkerVerifier, commands_in_time
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -40,7 +40,7 @@ def test_commands_are_only_moved_within_the_window():
 
 
 def test_events_pair_by_id_and_resource_events_by_name_and_version():
-    verifier = Verifier()
+    verifier = WorkerVerifier()
     verifier.recorded(ev("x", 1, source="govbus/discovery", data={"status": "critical"}))
     verifier.regenerated(ev("x", 1, source="govbus/discovery", data={"status": "critical"}))
     verifier.recorded(resource_event("live-id", 2, "vm-1", 3, updated_at="2026-01-01T00:00:02Z"))
@@ -62,7 +62,7 @@ def test_events_pair_by_id_and_resource_events_by_name_and_version():
 
 
 def test_the_same_instant_spelled_twice_is_no_difference():
-    verifier = Verifier()
+    verifier = WorkerVerifier()
     verifier.recorded(ev("x", 1, source="govbus/discovery", data={"at": "2026-01-01T00:00:02Z"}))
     verifier.regenerated(
         ev("x", 1, source="govbus/discovery", data={"at": "2026-01-01T02:00:02.000000+02:00"})

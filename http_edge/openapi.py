@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from bus.edge.models import (
+from http_edge.models import (
     Accepted,
     EventsQuery,
     HeartbeatBody,

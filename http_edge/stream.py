@@ -16,12 +16,12 @@ from typing import Any
 import orjson
 from quart import Blueprint, Quart, Response
 
-from bus.edge._context import Edge, edge, endpoint, query
-from bus.edge.models import EventsQuery
-from bus.edge.problems import Problem
 from bus.errors import BusError
 from bus.message import Delivery, event_meta, structured
 from bus.tap import Tap
+from http_edge._context import Edge, edge, endpoint, query
+from http_edge.models import EventsQuery
+from http_edge.problems import Problem
 
 blueprint = Blueprint("stream", __name__)
 

@@ -29,15 +29,9 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _register() -> None:
-    # Imported for their side effect of adding commands to `app`.
-    from bus.cli import events  # noqa: F401
-
-    for optional in ("bus.cli.workers", "bus.cli.query", "bus.cli.log"):
-        try:
-            __import__(optional)
-        except ModuleNotFoundError as exc:
-            if exc.name != optional:
-                raise
+    # Each module adds its commands to `app` when imported; they import `app` from here, so
+    # they load once this module has.
+    from govbus import events, log, query, workers  # noqa: F401
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """The HTTP edge: a Quart app whose every query is a request/reply on the bus."""
 
-from bus.edge._context import Limits
-from bus.edge.app import create_app
-from bus.edge.auth import SCOPES, Authenticator, mint_token
-from bus.edge.problems import ERROR_STATUS, Problem
+from http_edge._context import Limits
+from http_edge.app import create_app
+from http_edge.auth import SCOPES, Authenticator, mint_token
+from http_edge.problems import ERROR_STATUS, Problem
 
 __all__ = [
     "ERROR_STATUS",

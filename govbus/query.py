@@ -12,12 +12,12 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from bus.cli import app, fail
 from bus.client import Bus
 from bus.consumer import describe_validation
-from bus.edge.auth import DEFAULT_TTL_S, SCOPES, mint_token
 from bus.errors import BusError, ConfigError
 from bus.settings import load_settings
+from govbus.cli import app, fail
+from http_edge.auth import DEFAULT_TTL_S, SCOPES, mint_token
 from schemas.rpc import (
     ResourcePage,
     ResourcesRequest,

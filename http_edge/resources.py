@@ -7,10 +7,10 @@ import itertools
 
 from quart import Blueprint, Response, request
 
-from bus.edge._context import call, endpoint, json_body, json_response, path_param, query
-from bus.edge.models import RESOURCE_NAME, ResourcesQuery, pairs_to_dict
-from bus.edge.problems import Problem
 from bus.errors import Conflict
+from http_edge._context import call, endpoint, json_body, json_response, path_param, query
+from http_edge.models import RESOURCE_NAME, ResourcesQuery, pairs_to_dict
+from http_edge.problems import Problem
 from schemas.resources import SPEC_ADAPTER, Resource, ResourcePatch
 from schemas.rpc import (
     CreateResourceRequest,

@@ -11,13 +11,13 @@ from quart_cors import cors
 from werkzeug.exceptions import HTTPException
 
 from bus.client import Bus
-from bus.edge import ops, registry, resources, stream
-from bus.edge._context import Edge, Limits
-from bus.edge.auth import Authenticator
-from bus.edge.metrics import EdgeMetrics
-from bus.edge.problems import Problem, from_bus_error
 from bus.errors import BusError
 from bus.settings import Settings, load_settings
+from http_edge import ops, registry, resources, stream
+from http_edge._context import Edge, Limits
+from http_edge.auth import Authenticator
+from http_edge.metrics import EdgeMetrics
+from http_edge.problems import Problem, from_bus_error
 
 log = logging.getLogger(__name__)
 

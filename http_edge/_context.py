@@ -17,10 +17,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from quart import Response, current_app, g, request
 
 from bus.client import Bus
-from bus.edge.auth import Authenticator, AuthError, AuthUnavailable
-from bus.edge.metrics import EdgeMetrics
-from bus.edge.problems import Problem, from_validation_error
 from bus.errors import BusError, RpcError
+from http_edge.auth import Authenticator, AuthError, AuthUnavailable
+from http_edge.metrics import EdgeMetrics
+from http_edge.problems import Problem, from_validation_error
 
 P = ParamSpec("P")
 M = TypeVar("M", bound=BaseModel)

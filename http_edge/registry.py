@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from quart import Blueprint, Response
 
-from bus.edge._context import call, endpoint, json_body, json_response, path_param, publish, query
-from bus.edge.models import (
+from bus.errors import NotFound, Unavailable
+from http_edge._context import call, endpoint, json_body, json_response, path_param, publish, query
+from http_edge.models import (
     INSTANCE_ID,
     SERVICE_NAME,
     Accepted,
@@ -16,7 +17,6 @@ from bus.edge.models import (
     ServiceQuery,
     pairs_to_dict,
 )
-from bus.errors import NotFound, Unavailable
 from schemas.registry import Deregister, Drain, Heartbeat, Register
 from schemas.rpc import (
     InstanceRequest,

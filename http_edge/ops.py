@@ -8,9 +8,9 @@ import logging
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Blueprint, Response
 
-from bus.edge._context import call, edge, endpoint, json_response
-from bus.edge.openapi import DOCS_HTML, openapi_document
 from bus.errors import BusError
+from http_edge._context import call, edge, endpoint, json_response
+from http_edge.openapi import DOCS_HTML, openapi_document
 from schemas.rpc import ResourcePage, ResourcesRequest, ServicesRequest, ServicesView
 
 log = logging.getLogger(__name__)

@@ -13,14 +13,15 @@ from typing import IO, Annotated
 import orjson
 import typer
 
-from bus.cli import app, fail
 from bus.client import Bus
 from bus.errors import BusError
 from bus.eventlog import LogEvent, LogFormatError, LogWriter, read_log
 from bus.message import Delivery
-from bus.replay import Outcome, replay_log
+from bus.replay import Outcome
 from bus.settings import load_settings
 from bus.topology import EVENTS, LOG
+from govbus.cli import app, fail
+from govbus.replay import replay_log
 
 UrlOption = Annotated[str | None, typer.Option("--url", help="the bus (default: GOVBUS_URL)")]
 

@@ -5,7 +5,7 @@ with a public key (`GOVBUS_AUTH_PUBLIC_KEY`, a PEM file; the matching private ke
 the configured algorithm is accepted, so a token cannot choose how it is checked.
 
 Tokens of an OAuth 2 / OpenID Connect provider (`GOVBUS_AUTH_JWKS_URL`, `GOVBUS_AUTH_ISSUER`,
-`GOVBUS_AUTH_AUDIENCE`) are checked by `bus.edge.oidc`. Both may be configured at once: a token
+`GOVBUS_AUTH_AUDIENCE`) are checked by `http_edge.oidc`. Both may be configured at once: a token
 whose `iss` is the provider's goes to the provider's keys, any other to govbus' own key. The
 unverified `iss` only picks the verifier; each verifier checks everything itself.
 
@@ -29,7 +29,7 @@ from bus.errors import ConfigError
 from bus.settings import OWN_ISSUER, Settings
 
 if TYPE_CHECKING:
-    from bus.edge.oidc import OidcVerifier
+    from http_edge.oidc import OidcVerifier
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Authenticator:
             return cls(enabled=False)
         oidc = None
         if settings.auth_jwks_url and settings.auth_issuer and settings.auth_audience:
-            from bus.edge.oidc import OidcVerifier
+            from http_edge.oidc import OidcVerifier
 
             oidc = OidcVerifier(
                 settings.auth_jwks_url,

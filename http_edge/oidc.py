@@ -27,7 +27,7 @@ import jwt
 from jwt import PyJWK, PyJWKClient
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWKSetError
 
-from bus.edge.auth import AuthError, AuthUnavailable
+from http_edge.auth import AuthError, AuthUnavailable
 
 log = logging.getLogger(__name__)
 
