@@ -61,6 +61,7 @@ class Route:
     rule: str
     summary: str
     operation: str
+    group: str
     scope: str | None
     ok: Answer
     path: Mapping[str, TypeAdapter[Any]]
@@ -93,6 +94,7 @@ class Api:
     """The routes of one blueprint, declared once for validation and documentation."""
 
     def __init__(self, name: str) -> None:
+        self.name = name
         self.blueprint = Blueprint(name, __name__)
         self.routes: list[Route] = []
 
@@ -126,6 +128,7 @@ class Api:
                 rule=rule,
                 summary=summary,
                 operation=operation,
+                group=self.name,
                 scope=scope,
                 ok=ok or Answer(),
                 path={name: TypeAdapter(t) for name, t in (path or {}).items()},

@@ -47,7 +47,11 @@ def openapi_document(routes: Sequence[Route], *, title: str = "govbus edge") -> 
     problem = schema(("", "problem"), "serialization")
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        operation: dict[str, Any] = {"operationId": route.operation, "summary": route.summary}
+        operation: dict[str, Any] = {
+            "operationId": route.operation,
+            "summary": route.summary,
+            "tags": [route.group],
+        }
         parameters = [
             *(_parameter(name, "path", adapter) for name, adapter in route.path.items()),
             *_query_parameters(route.query, schemas),

@@ -24,7 +24,7 @@ from bus.errors import BusError
 from bus.message import Delivery, event_meta, structured
 from bus.tap import Tap
 
-api = Api("stream")
+api = Api("events")
 
 BACKLOG = 1000
 
