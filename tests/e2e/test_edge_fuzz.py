@@ -2,8 +2,9 @@
 
 What the document says a request may be, the server accepts (`positive_data_acceptance`); what
 it says an answer is, the server answers (`status_code_conformance`,
-`response_schema_conformance`); and never a server error (`not_a_server_error`, with every 503
-the workers' considered verdict: `_fuzz_hooks.designed_unavailable`). The coverage, fuzzing and
+`response_schema_conformance`, and `content_type_conformance`: every error is problem+json); and
+never a server error (`not_a_server_error`, with every 503 the workers' considered verdict:
+`_fuzz_hooks.designed_unavailable`). The coverage, fuzzing and
 stateful phases run, bounded by `fuzz.toml` (max-examples per operation, a fixed seed).
 """
 
@@ -31,6 +32,7 @@ CHECKS = (
     "status_code_conformance",
     "response_schema_conformance",
     "not_a_server_error",
+    "content_type_conformance",
     "designed_unavailable",
 )
 SECRET = "fuzz-secret-" + "f" * 32
