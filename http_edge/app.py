@@ -66,8 +66,9 @@ def create_app(
         bus=bus, auth=auth, limits=limits, metrics=EdgeMetrics([bus, *observe]), owns_bus=owns_bus
     )
     app.extensions["govbus"] = state
-    for blueprint in (ops.blueprint, registry.blueprint, resources.blueprint, stream.blueprint):
-        app.register_blueprint(blueprint)
+    for api in (ops.api, registry.api, resources.api, stream.api):
+        app.register_blueprint(api.blueprint)
+        state.routes.extend(api.routes)
     if settings.cors_origins:
         # Exactly the listed origins get CORS headers (preflights included, answered before any
         # token check); any other origin gets none, and its browser keeps the answer from it.

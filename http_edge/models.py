@@ -15,7 +15,6 @@ from pydantic import (
     ConfigDict,
     Field,
     RootModel,
-    TypeAdapter,
     WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
@@ -24,7 +23,6 @@ from schemas._types import (
     InstanceId,
     Load,
     ResourceKind,
-    ResourceName,
     ResourceStatus,
     ServiceName,
     Status,
@@ -35,10 +33,9 @@ from schemas._types import (
 from schemas.registry import Register
 from schemas.resources import ResourceSpec
 
-SERVICE_NAME: TypeAdapter[str] = TypeAdapter(ServiceName)
-RESOURCE_NAME: TypeAdapter[str] = TypeAdapter(ResourceName)
-INSTANCE_ID: TypeAdapter[str] = TypeAdapter(InstanceId)
-
+# A version of at most 18 digits is below 2**63, the largest one the store keeps.
+_VERSION = "[1-9][0-9]{0,17}"
+_ETAG = re.compile(rf'\*|(?:W/)?"{_VERSION}"|{_VERSION}')
 _PAIR = re.compile(r"[A-Za-z0-9_.-]{1,128}=[^\x00]{0,512}")
 _PATTERN = re.compile(r"[a-z0-9_*#-]+(?:\.[a-z0-9_*#-]+)*")
 
@@ -61,6 +58,34 @@ def _patterns(value: str) -> str:
     return ",".join(parts)
 
 
+def _if_match(value: str) -> str:
+    value = value.strip()
+    if not _ETAG.fullmatch(value):
+        raise PydanticCustomError("if_match", 'must be the ETag of the resource, e.g. "3", or *')
+    return value
+
+
+IfMatch = Annotated[
+    str,
+    AfterValidator(_if_match),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": f"^(?:{_ETAG.pattern})$",
+            "description": 'The ETag of the resource (`"3"`, `W/"3"` or `3`), or `*` for any',
+        }
+    ),
+]
+"""`If-Match`: the version a change is for; `*` (or no header) applies to any version."""
+
+
+def if_match_version(value: str | None) -> int | None:
+    """The version an `IfMatch` value names; None for `*` or no header."""
+    if value is None or value == "*":
+        return None
+    return int(value.removeprefix("W/").strip('"'))
+
+
 Pairs = Annotated[
     list[str],
     Field(max_length=64),
@@ -74,12 +99,6 @@ Pairs = Annotated[
     ),
 ]
 """Repeated `KEY=VALUE` query parameters (documented as printable ASCII values)."""
-
-QueryTag = Annotated[
-    Tag,
-    WithJsonSchema({"type": "string", "pattern": "^[\\x20-\\x2b\\x2d-\\x7e]{1,64}$"}),
-]
-"""A tag filter (documented as printable ASCII without commas; any printable text is taken)."""
 
 
 class _Strict(BaseModel):
@@ -109,13 +128,13 @@ class InstanceAction(_Strict):
 
 class ServiceQuery(_Strict):
     passing: bool = False
-    tag: QueryTag | None = None
+    tag: Tag | None = None
     meta: Pairs = []
 
 
 class PickQuery(_Strict):
     strategy: Strategy = "round_robin"
-    tag: QueryTag | None = None
+    tag: Tag | None = None
 
 
 class ResourcesQuery(_Strict):
@@ -127,7 +146,19 @@ class ResourcesQuery(_Strict):
 
 
 class EventsQuery(_Strict):
-    types: Annotated[str, Field(max_length=1024), AfterValidator(_patterns)] = "#"
+    types: Annotated[
+        str,
+        Field(max_length=1024),
+        AfterValidator(_patterns),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "maxLength": 1024,
+                "pattern": f"^{_PATTERN.pattern}(?:,{_PATTERN.pattern}){{0,15}}$",
+                "description": "Comma-separated routing patterns; `*` ends one as `#` does",
+            }
+        ),
+    ] = "#"
 
 
 class Accepted(BaseModel):

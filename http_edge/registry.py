@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
+from quart import Response
 
 from bus.errors import NotFound, Unavailable
-from http_edge._context import call, endpoint, json_body, json_response, path_param, publish, query
+from http_edge._context import call, json_response, publish
+from http_edge.api import Answer, Api
 from http_edge.models import (
-    INSTANCE_ID,
-    SERVICE_NAME,
     Accepted,
     HeartbeatBody,
     InstanceAction,
@@ -17,7 +16,8 @@ from http_edge.models import (
     ServiceQuery,
     pairs_to_dict,
 )
-from schemas.registry import Deregister, Drain, Heartbeat, Register
+from schemas import InstanceId, ServiceName
+from schemas.registry import Deregister, Drain, Heartbeat, Instance, Register
 from schemas.rpc import (
     InstanceRequest,
     InstanceView,
@@ -28,10 +28,16 @@ from schemas.rpc import (
     ServiceView,
 )
 
-blueprint = Blueprint("registry", __name__)
+api = Api("registry")
 
 READ = "registry:read"
 WRITE = "registry:write"
+
+FRESHNESS = {
+    "X-Govbus-Index": "the registry index this answer reflects",
+    "X-Govbus-Protection": "1 while expiry protection is on, else 0",
+}
+ACCEPTED = Answer(Accepted, 202, "the event was confirmed by the broker")
 
 
 def _freshness(view: ServicesView | ServiceView | InstanceView) -> dict[str, str]:
@@ -41,34 +47,51 @@ def _freshness(view: ServicesView | ServiceView | InstanceView) -> dict[str, str
     }
 
 
-@blueprint.get("/v1/services")
-@endpoint(READ)
+@api.get(
+    "/v1/services",
+    "Every service, summarised",
+    scope=READ,
+    ok=Answer(ServicesView, headers=FRESHNESS),
+    bus=True,
+)
 async def services() -> Response:
     view = await call("discovery.services", ServicesRequest(), ServicesView)
     return json_response(view, headers=_freshness(view))
 
 
-@blueprint.get("/v1/services/<name>")
-@endpoint(READ)
-async def service(name: str) -> Response:
-    name = path_param(SERVICE_NAME, "name", name)
-    q = query(ServiceQuery)
+@api.get(
+    "/v1/services/<name>",
+    "The instances of one service",
+    scope=READ,
+    path={"name": ServiceName},
+    query=ServiceQuery,
+    ok=Answer(ServiceView, headers=FRESHNESS),
+    raises=(404,),
+    bus=True,
+)
+async def service(name: str, query: ServiceQuery) -> Response:
     params = ServiceRequest(
-        name=name, passing_only=q.passing, tag=q.tag, meta=pairs_to_dict(q.meta)
+        name=name, passing_only=query.passing, tag=query.tag, meta=pairs_to_dict(query.meta)
     )
     view = await call("discovery.service", params, ServiceView)
     return json_response(view, headers=_freshness(view))
 
 
-@blueprint.get("/v1/services/<name>/pick")
-@endpoint(READ)
-async def pick(name: str) -> Response:
-    name = path_param(SERVICE_NAME, "name", name)
-    q = query(PickQuery)
+@api.get(
+    "/v1/services/<name>/pick",
+    "One instance, load-balanced",
+    scope=READ,
+    path={"name": ServiceName},
+    query=PickQuery,
+    ok=Answer(Instance, headers=FRESHNESS),
+    raises=(404,),
+    bus=True,
+)
+async def pick(name: str, query: PickQuery) -> Response:
     try:
         view = await call(
             "discovery.pick",
-            PickRequest(service=name, strategy=q.strategy, tag=q.tag),
+            PickRequest(service=name, strategy=query.strategy, tag=query.tag),
             InstanceView,
         )
     except Unavailable as exc:
@@ -80,10 +103,15 @@ async def pick(name: str) -> Response:
     return json_response(view.instance, headers=_freshness(view))
 
 
-@blueprint.post("/v1/instances")
-@endpoint(WRITE)
-async def register() -> Response:
-    body = await json_body(RegisterBody)
+@api.post(
+    "/v1/instances",
+    "Register an instance (publishes registry.register)",
+    scope=WRITE,
+    body=RegisterBody,
+    ok=Answer(Accepted, 202, ACCEPTED.description, headers={"Location": "the service"}),
+    bus=True,
+)
+async def register(body: RegisterBody) -> Response:
     event = Register.model_validate(body.model_dump())
     event_id = await publish(event)
     accepted = Accepted(type=Register.TYPE, event_id=event_id, instance_id=event.instance_id)
@@ -97,11 +125,18 @@ async def _service_of(instance_id: str, given: str | None) -> str:
     return view.instance.service
 
 
-@blueprint.put("/v1/instances/<instance_id>/heartbeat")
-@endpoint(WRITE)
-async def heartbeat(instance_id: str) -> Response:
-    instance_id = path_param(INSTANCE_ID, "instance_id", instance_id)
-    body = await json_body(HeartbeatBody, optional=True)
+@api.put(
+    "/v1/instances/<instance_id>/heartbeat",
+    "Heartbeat (publishes registry.heartbeat); the body may be left out",
+    scope=WRITE,
+    path={"instance_id": InstanceId},
+    body=HeartbeatBody,
+    body_required=False,
+    ok=ACCEPTED,
+    raises=(404,),
+    bus=True,
+)
+async def heartbeat(instance_id: str, body: HeartbeatBody) -> Response:
     service_name = await _service_of(instance_id, body.service)
     event = Heartbeat(
         service=service_name,
@@ -116,22 +151,35 @@ async def heartbeat(instance_id: str) -> Response:
     )
 
 
-@blueprint.put("/v1/instances/<instance_id>/drain")
-@endpoint(WRITE)
-async def drain(instance_id: str) -> Response:
-    instance_id = path_param(INSTANCE_ID, "instance_id", instance_id)
-    q = query(InstanceAction)
-    event = Drain(service=await _service_of(instance_id, q.service), instance_id=instance_id)
+@api.put(
+    "/v1/instances/<instance_id>/drain",
+    "Drain (publishes registry.drain)",
+    scope=WRITE,
+    path={"instance_id": InstanceId},
+    query=InstanceAction,
+    ok=ACCEPTED,
+    raises=(404,),
+    bus=True,
+)
+async def drain(instance_id: str, query: InstanceAction) -> Response:
+    event = Drain(service=await _service_of(instance_id, query.service), instance_id=instance_id)
     event_id = await publish(event)
     return json_response(Accepted(type=Drain.TYPE, event_id=event_id, instance_id=instance_id), 202)
 
 
-@blueprint.delete("/v1/instances/<instance_id>")
-@endpoint(WRITE)
-async def deregister(instance_id: str) -> Response:
-    instance_id = path_param(INSTANCE_ID, "instance_id", instance_id)
-    q = query(InstanceAction)
-    event = Deregister(service=await _service_of(instance_id, q.service), instance_id=instance_id)
+@api.delete(
+    "/v1/instances/<instance_id>",
+    "Deregister (publishes registry.deregister)",
+    scope=WRITE,
+    path={"instance_id": InstanceId},
+    query=InstanceAction,
+    ok=ACCEPTED,
+    raises=(404,),
+    bus=True,
+)
+async def deregister(instance_id: str, query: InstanceAction) -> Response:
+    service_name = await _service_of(instance_id, query.service)
+    event = Deregister(service=service_name, instance_id=instance_id)
     event_id = await publish(event)
     return json_response(
         Accepted(type=Deregister.TYPE, event_id=event_id, instance_id=instance_id), 202

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import itertools
 
-from quart import Blueprint, Response, request
+from quart import Response
 
 from bus.errors import Conflict
-from http_edge._context import call, endpoint, json_body, json_response, path_param, query
-from http_edge.models import RESOURCE_NAME, ResourcesQuery, pairs_to_dict
-from http_edge.problems import Problem
-from schemas.resources import SPEC_ADAPTER, Resource, ResourcePatch
+from http_edge._context import call, json_response
+from http_edge.api import Answer, Api
+from http_edge.models import (
+    IfMatch,
+    ResourceSpecBody,
+    ResourcesQuery,
+    if_match_version,
+    pairs_to_dict,
+)
+from schemas import ResourceName
+from schemas.resources import Resource, ResourcePatch
 from schemas.rpc import (
     CreateResourceRequest,
     DeleteReply,
@@ -22,83 +29,94 @@ from schemas.rpc import (
     ResourcesRequest,
 )
 
-blueprint = Blueprint("resources", __name__)
+api = Api("resources")
 
 READ = "resources:read"
 WRITE = "resources:write"
-MAX_VERSION = 2**63 - 1
 UNCONDITIONAL_ATTEMPTS = 5
+
+ETAG = {"ETag": 'the version, e.g. "3": `If-Match` takes it back'}
+NAME = {"name": ResourceName}
+IF_MATCH = {"If-Match": IfMatch}
 
 
 def _etag(resource: Resource) -> dict[str, str]:
     return {"ETag": f'"{resource.version}"'}
 
 
-def _if_match() -> int | None:
-    """The version `If-Match` names (`"3"`, `W/"3"` or `3`); 412-free: a bad one is 400."""
-    header = request.headers.get("If-Match")
-    if header is None or header.strip() == "*":
-        return None
-    text = header.strip().removeprefix("W/").strip('"')
-    if not text.isdigit() or not 1 <= int(text) <= MAX_VERSION:
-        raise Problem(
-            400,
-            'If-Match must be the ETag of the resource, e.g. "3"',
-            slug="bad-if-match",
-            errors=[{"field": "header.If-Match", "message": "must be a version ETag"}],
-        )
-    return int(text)
-
-
-async def _page() -> ResourcePage:
-    q = query(ResourcesQuery)
+async def _page(query: ResourcesQuery) -> ResourcePage:
     params = ResourcesRequest(
-        kind=q.kind,
-        status=q.status,
-        label=pairs_to_dict(q.label),
-        limit=q.limit,
-        cursor=q.cursor,
+        kind=query.kind,
+        status=query.status,
+        label=pairs_to_dict(query.label),
+        limit=query.limit,
+        cursor=query.cursor,
     )
     return await call("manager.resources", params, ResourcePage)
 
 
 async def _one(name: str) -> Resource:
-    name = path_param(RESOURCE_NAME, "name", name)
     reply = await call("manager.resource", ResourceRequest(name=name), ResourceReply)
     return reply.root
 
 
-@blueprint.get("/v1/resources")
-@endpoint(READ)
-async def list_resources() -> Response:
-    return json_response(await _page())
+@api.get(
+    "/v1/resources",
+    "A page of resources",
+    scope=READ,
+    query=ResourcesQuery,
+    ok=Answer(ResourcePage, description="a page; `next` is the cursor of the next one"),
+    bus=True,
+)
+async def list_resources(query: ResourcesQuery) -> Response:
+    return json_response(await _page(query))
 
 
-@blueprint.post("/v1/resources")
-@endpoint(WRITE)
-async def create_resource() -> Response:
-    spec = await json_body(SPEC_ADAPTER)
-    reply = await call("manager.create", CreateResourceRequest(spec=spec), ResourceReply)
+@api.post(
+    "/v1/resources",
+    "Create a resource (a vm is placed on a healthy host)",
+    scope=WRITE,
+    body=ResourceSpecBody,
+    ok=Answer(ResourceReply, 201, "the resource", headers={**ETAG, "Location": "the resource"}),
+    raises=(409,),
+    bus=True,
+)
+async def create_resource(body: ResourceSpecBody) -> Response:
+    reply = await call("manager.create", CreateResourceRequest(spec=body.root), ResourceReply)
     resource = reply.root
     headers = {**_etag(resource), "Location": f"/v1/resources/{resource.name}"}
     return json_response(resource, 201, headers)
 
 
-@blueprint.get("/v1/resources/<name>")
-@endpoint(READ)
+@api.get(
+    "/v1/resources/<name>",
+    "One resource",
+    scope=READ,
+    path=NAME,
+    ok=Answer(ResourceReply, description="the resource", headers=ETAG),
+    raises=(404,),
+    bus=True,
+)
 async def get_resource(name: str) -> Response:
     resource = await _one(name)
     return json_response(resource, headers=_etag(resource))
 
 
-@blueprint.patch("/v1/resources/<name>")
-@endpoint(WRITE)
-async def update_resource(name: str) -> Response:
-    name = path_param(RESOURCE_NAME, "name", name)
-    expected = _if_match()
-    changes = await json_body(ResourcePatch)
+@api.patch(
+    "/v1/resources/<name>",
+    "Change fields of a resource (those of its kind); If-Match: its ETag",
+    scope=WRITE,
+    path=NAME,
+    headers=IF_MATCH,
+    body=ResourcePatch,
+    ok=Answer(ResourceReply, description="the resource", headers=ETAG),
+    raises=(404, 409),
+    bus=True,
+)
+async def update_resource(name: str, if_match: str | None, body: ResourcePatch) -> Response:
+    expected = if_match_version(if_match)
     # Only the fields given travel: an unset field is "keep", never null.
-    params = {"name": name, "expected_version": expected, "changes": changes.changes()}
+    params = {"name": name, "expected_version": expected, "changes": body.changes()}
     if expected is not None:
         resource = (await call("manager.update", params, ResourceReply)).root
         return json_response(resource, headers=_etag(resource))
@@ -115,11 +133,18 @@ async def update_resource(name: str) -> Response:
     return json_response(resource, headers=_etag(resource))
 
 
-@blueprint.delete("/v1/resources/<name>")
-@endpoint(WRITE)
-async def delete_resource(name: str) -> Response:
-    name = path_param(RESOURCE_NAME, "name", name)
-    expected = _if_match()
+@api.delete(
+    "/v1/resources/<name>",
+    "Delete a resource; If-Match: its ETag",
+    scope=WRITE,
+    path=NAME,
+    headers=IF_MATCH,
+    ok=Answer(DeleteReply, description="deleted"),
+    raises=(404, 409),
+    bus=True,
+)
+async def delete_resource(name: str, if_match: str | None) -> Response:
+    expected = if_match_version(if_match)
     for attempt in itertools.count(1):
         try:
             params = DeleteResourceRequest(name=name, expected_version=expected)
@@ -141,13 +166,27 @@ def _stale(exc: Conflict) -> bool:
 # --- the article's routes --------------------------------------------------------------------
 
 
-@blueprint.get("/resource")
-@endpoint(READ)
-async def article_list() -> Response:
-    return json_response([item.model_dump(mode="json") for item in (await _page()).items])
+@api.get(
+    "/resource",
+    "The article's resource list",
+    scope=READ,
+    query=ResourcesQuery,
+    ok=Answer(list[Resource], description="the resources"),
+    bus=True,
+)
+async def article_list(query: ResourcesQuery) -> Response:
+    page = await _page(query)
+    return json_response([item.model_dump(mode="json") for item in page.items])
 
 
-@blueprint.get("/resource/<name>")
-@endpoint(READ)
+@api.get(
+    "/resource/<name>",
+    "The article's resource by name",
+    scope=READ,
+    path=NAME,
+    ok=Answer(ResourceReply, description="the resource"),
+    raises=(404,),
+    bus=True,
+)
 async def article_one(name: str) -> Response:
     return json_response(await _one(name))

@@ -14,24 +14,32 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from quart import Blueprint, Quart, Response
+from quart import Quart, Response
 
 from bus.errors import BusError
 from bus.message import Delivery, event_meta, structured
 from bus.tap import Tap
-from http_edge._context import Edge, edge, endpoint, query
+from http_edge._context import Edge, edge
+from http_edge.api import Answer, Api
 from http_edge.models import EventsQuery
 from http_edge.problems import Problem
 
-blueprint = Blueprint("stream", __name__)
+api = Api("events")
 
 BACKLOG = 1000
 
 
-@blueprint.get("/v1/events")
-@endpoint("events:read", stream=True)
-async def events() -> Response:
-    patterns = [_routing_pattern(p) for p in query(EventsQuery).types.split(",")]
+@api.get(
+    "/v1/events",
+    "Server-sent events: each a CloudEvent in structured JSON, filtered by routing patterns",
+    scope="events:read",
+    query=EventsQuery,
+    ok=Answer(str, media="text/event-stream", description="the live event stream"),
+    raises=(503,),
+    stream=True,
+)
+async def events(query: EventsQuery) -> Response:
+    patterns = [_routing_pattern(p) for p in query.types.split(",")]
     state = edge()
     if state.closing or state.streams >= state.limits.max_streams:
         raise Problem(
@@ -65,7 +73,7 @@ class _Stream:
                 self.tap = await self.state.bus.tap(
                     self.patterns,
                     self.on_delivery,
-                    prefix="govbus.edge.sse",
+                    prefix="govhttp_edge.sse",
                     max_length=BACKLOG,
                     prefetch=BACKLOG,
                 )

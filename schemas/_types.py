@@ -1,7 +1,10 @@
 """Constrained field types shared by every message.
 
 Each type validates with a message that says what a good value looks like, and carries a JSON
-Schema of the same rule (for `/openapi.json` and code generators in other languages).
+Schema of the same rule (for `/openapi.json`, `/asyncapi.json` and code generators in other
+languages): every value the schema admits, the validator accepts. Where a rule is wider than a
+portable pattern can say (any printable Unicode in a tag), the schema admits its ASCII part and
+its `description` states the whole rule.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
+
+from ._patterns import HOSTNAME
 
 __all__ = [
     "Address",
@@ -36,13 +41,11 @@ __all__ = [
 
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _INSTANCE_ID = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?"
-_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*"
 _META_KEY = r"[A-Za-z0-9_.-]{1,128}"
 
 _DNS_LABEL_RE = re.compile(_DNS_LABEL)
 _INSTANCE_ID_RE = re.compile(_INSTANCE_ID)
-_HOSTNAME_RE = re.compile(_HOSTNAME)
+_HOSTNAME_RE = re.compile(HOSTNAME)
 _META_KEY_RE = re.compile(_META_KEY)
 
 DNS_LABEL_MESSAGE = (
@@ -71,12 +74,13 @@ def _instance_id(value: str) -> str:
 
 
 def _address(value: str) -> str:
-    if 0 < len(value) <= 253:
+    # No IPv6 zone (`fe80::1%eth0`): it names an interface of one host, useless to the others.
+    if 0 < len(value) <= 253 and "%" not in value:
         try:
             ipaddress.ip_address(value)
         except ValueError:
             # A name whose last label is all digits is a mistyped IPv4 address, not a host.
-            if _HOSTNAME_RE.fullmatch(value) and not value.rsplit(".", 1)[-1].isdigit():
+            if _HOSTNAME_RE.fullmatch(value):
                 return value
         else:
             return value
@@ -141,7 +145,16 @@ InstanceId = Annotated[
 Address = Annotated[
     str,
     AfterValidator(_address),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 253}),
+    WithJsonSchema(
+        {
+            "description": "A hostname (its last label not all digits) or an IPv4/IPv6 address",
+            "anyOf": [
+                {"type": "string", "format": "ipv4"},
+                {"type": "string", "format": "ipv6"},
+                {"type": "string", "minLength": 1, "maxLength": 253, "pattern": f"^{HOSTNAME}$"},
+            ],
+        }
+    ),
 ]
 """A hostname (RFC 1123, any case) or an IPv4/IPv6 literal without brackets."""
 
@@ -150,7 +163,16 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Tag = Annotated[
     str,
     AfterValidator(_tag),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^,]+$"}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 64,
+            "pattern": "^[\\x20-\\x2b\\x2d-\\x7e]+$",
+            "description": "1-64 printable characters, no commas (the pattern shows the ASCII"
+            " ones; printable characters of any script are taken too)",
+        }
+    ),
 ]
 
 Tags = Annotated[list[Tag], Field(max_length=32), AfterValidator(_unique)]
@@ -161,15 +183,34 @@ _MetaKey = Annotated[
     AfterValidator(_meta_key),
     WithJsonSchema({"type": "string", "pattern": f"^{_META_KEY}$"}),
 ]
-_MetaValue = Annotated[str, Field(max_length=512), AfterValidator(_no_nul)]
+_NO_NUL = {"type": "string", "pattern": "^[^\\x00]*$"}
+_MetaValue = Annotated[
+    str,
+    Field(max_length=512),
+    AfterValidator(_no_nul),
+    WithJsonSchema({**_NO_NUL, "maxLength": 512}),
+]
 
-Meta = Annotated[dict[_MetaKey, _MetaValue], Field(max_length=64)]
+# Keys that do not match are refused, which `patternProperties` alone would not say.
+_PAIRS = {
+    "type": "object",
+    "maxProperties": 64,
+    "patternProperties": {f"^{_META_KEY}$": {**_NO_NUL, "maxLength": 512}},
+    "additionalProperties": False,
+}
+
+Meta = Annotated[dict[_MetaKey, _MetaValue], Field(max_length=64), WithJsonSchema(_PAIRS)]
 """Free-form string pairs: at most 64 keys of 1-128 `[A-Za-z0-9_.-]`, values up to 512 chars."""
 
-Labels = Annotated[dict[_MetaKey, _MetaValue], Field(max_length=64)]
+Labels = Annotated[dict[_MetaKey, _MetaValue], Field(max_length=64), WithJsonSchema(_PAIRS)]
 """Resource labels: the same limits as `Meta`."""
 
-Text = Annotated[str, Field(max_length=1024), AfterValidator(_no_nul)]
+Text = Annotated[
+    str,
+    Field(max_length=1024),
+    AfterValidator(_no_nul),
+    WithJsonSchema({**_NO_NUL, "maxLength": 1024}),
+]
 """Free text (notes, reasons): up to 1024 characters."""
 
 Load = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]

@@ -22,12 +22,16 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from ._base import Event
+from ._patterns import NETWORK_SYNTAX, ipv4_networks, ipv6_networks
 from ._types import (
     InstanceId,
     Labels,
@@ -91,9 +95,44 @@ def _printable(value: str) -> str:
 
 Vcpus = Annotated[int, Field(ge=1, le=256)]
 MemoryMb = Annotated[int, Field(ge=64, le=4_194_304)]
-Image = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_printable)]
+Image = Annotated[
+    str,
+    Field(min_length=1, max_length=128),
+    AfterValidator(_printable),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 128,
+            "pattern": "^[\\x20-\\x7e]+$",
+            "description": "1-128 printable characters (the pattern shows the ASCII ones)",
+        }
+    ),
+]
 SizeGb = Annotated[int, Field(ge=1, le=65536)]
-Cidr = Annotated[str, AfterValidator(_cidr)]
+Cidr = Annotated[
+    str,
+    AfterValidator(_cidr),
+    # What a request may say: a network with no host bits, IPv6 written as its leading
+    # groups and `::`. What the manager answers: the normalised form (`::` anywhere).
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": f"^(?:{ipv4_networks()}|{ipv6_networks()})$",
+            "description": "An IPv4 or IPv6 network in CIDR notation with no host bits set,"
+            " e.g. 10.0.0.0/16 or 2001:db8::/32",
+        },
+        mode="validation",
+    ),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": f"^{NETWORK_SYNTAX}$",
+            "description": "The network, normalised (`str(ipaddress.ip_network(...))`)",
+        },
+        mode="serialization",
+    ),
+]
 ResourceId = Annotated[str, AfterValidator(_uuid)]
 Version = Annotated[int, Field(ge=1)]
 
@@ -101,10 +140,19 @@ Version = Annotated[int, Field(ge=1)]
 # --- specs: what a user asks for --------------------------------------------------------------
 
 
+def _kind_required(schema: JsonDict) -> None:
+    # `kind` has a default so a class can be built without it, but the unions on the wire
+    # are discriminated on it: a message always names its kind.
+    required = schema.setdefault("required", [])
+    assert isinstance(required, list)
+    if "kind" not in required:
+        required.insert(0, "kind")
+
+
 class VmSpec(BaseModel):
     """A virtual machine to create."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_kind_required)
 
     kind: Literal["vm"] = "vm"
     name: ResourceName
@@ -117,7 +165,7 @@ class VmSpec(BaseModel):
 class VolumeSpec(BaseModel):
     """A block volume to create, optionally attached to a VM by name."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_kind_required)
 
     kind: Literal["volume"] = "volume"
     name: ResourceName
@@ -129,7 +177,7 @@ class VolumeSpec(BaseModel):
 class NetworkSpec(BaseModel):
     """A network to create; `cidr` is stored normalised (`str(ipaddress.ip_network(...))`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_kind_required)
 
     kind: Literal["network"] = "network"
     name: ResourceName
@@ -178,16 +226,26 @@ RESOURCE_ADAPTER: TypeAdapter[Vm | Volume | Network] = TypeAdapter(Resource)
 _NULLABLE = frozenset({"attached_to"})
 
 
+def _no_default(schema: JsonDict) -> None:
+    # The default only marks "left out" (kept as is); it is no value a client may send.
+    schema.pop("default", None)
+
+
+def _keep() -> Any:
+    """A patch field's default: left out, the field keeps its value."""
+    return Field(default=None, json_schema_extra=_no_default)
+
+
 class _Patch(BaseModel):
     """Fields to change: an omitted field is left as is; `labels` replaces the whole map.
 
-    `null` is refused except where it means something (`attached_to: null` detaches a volume).
-    `kind` and `name` cannot be changed.
+    `null` is refused except where it means something (`attached_to: null` detaches a volume),
+    and the JSON Schema says so (`SkipJsonSchema[None]`). `kind` and `name` cannot be changed.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"minProperties": 1})
 
-    labels: Labels | None = None
+    labels: Labels | SkipJsonSchema[None] = _keep()
 
     @field_validator("*")
     @classmethod
@@ -210,18 +268,18 @@ class _Patch(BaseModel):
 
 
 class VmPatch(_Patch):
-    vcpus: Vcpus | None = None
-    memory_mb: MemoryMb | None = None
-    image: Image | None = None
+    vcpus: Vcpus | SkipJsonSchema[None] = _keep()
+    memory_mb: MemoryMb | SkipJsonSchema[None] = _keep()
+    image: Image | SkipJsonSchema[None] = _keep()
 
 
 class VolumePatch(_Patch):
-    size_gb: SizeGb | None = None
-    attached_to: ResourceName | None = None
+    size_gb: SizeGb | SkipJsonSchema[None] = _keep()
+    attached_to: ResourceName | None = _keep()
 
 
 class NetworkPatch(_Patch):
-    cidr: Cidr | None = None
+    cidr: Cidr | SkipJsonSchema[None] = _keep()
 
 
 class ResourcePatch(VmPatch, VolumePatch, NetworkPatch):

@@ -1,0 +1,304 @@
+"""One declaration per route: what it takes and what it answers, to validate and to document.
+
+A route module declares its views on an `Api`, which owns their blueprint:
+
+    api = Api("registry")
+
+    @api.get("/v1/services/<name>", "The instances of one service", scope="registry:read",
+             path={"name": ServiceName}, query=ServiceQuery, ok=Answer(ServiceView),
+             raises=(404,), bus=True)
+    async def service(name: str, query: ServiceQuery) -> Response: ...
+
+Before the view runs, its wrapper checks the bearer token for `scope`, then validates the path
+parameters, the query string, the declared headers and the JSON body with the declared types,
+and calls the view with the validated values (`query=`, `body=`, a header by its snake_case
+name). `openapi.py` writes `/openapi.json` from the same declarations, with the statuses each
+part can answer: what the document says a route takes is what the route accepts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, get_origin
+
+import orjson
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from quart import Blueprint, Response, g, request
+
+from http_edge._context import JSON, Edge, edge
+from http_edge.auth import AuthError, AuthUnavailable
+from http_edge.problems import Problem, from_validation_error
+
+View = Callable[..., Awaitable[Response]]
+
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A route's success answer: status, body type (None: no body) and media type."""
+
+    body: Any = None
+    status: int = 200
+    description: str = "ok"
+    media: str = JSON
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Response headers it sets: name -> what it means."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One declared route: method, Quart rule and everything its wrapper validates."""
+
+    method: str
+    rule: str
+    summary: str
+    operation: str
+    group: str
+    scope: str | None
+    ok: Answer
+    path: Mapping[str, TypeAdapter[Any]]
+    query: type[BaseModel] | None
+    headers: Mapping[str, TypeAdapter[Any]]
+    body: TypeAdapter[Any] | None
+    body_type: Any
+    body_required: bool
+    raises: frozenset[int]
+    bus: bool
+    stream: bool
+
+    def errors(self) -> list[int]:
+        """Every error status this route can answer, from what it declares."""
+        found = set(self.raises)
+        if self.scope is not None:
+            found |= {401, 403, 503}  # 503: an OpenID provider's keys are out of reach
+        if self.path or self.query is not None:
+            found.add(422)
+        if self.headers:
+            found.add(400)
+        if self.body is not None:
+            found |= {400, 413, 415, 422}
+        if self.bus:
+            found |= {502, 503, 504}
+        return sorted(found)
+
+
+class Api:
+    """The routes of one blueprint, declared once for validation and documentation."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.blueprint = Blueprint(name, __name__)
+        self.routes: list[Route] = []
+
+    def route(
+        self,
+        method: str,
+        rule: str,
+        summary: str,
+        *,
+        scope: str | None = None,
+        ok: Answer | None = None,
+        path: Mapping[str, Any] | None = None,
+        query: type[BaseModel] | None = None,
+        headers: Mapping[str, Any] | None = None,
+        body: Any = None,
+        body_required: bool = True,
+        raises: Iterable[int] = (),
+        bus: bool = False,
+        stream: bool = False,
+    ) -> Callable[[View], View]:
+        """Declare `view` for `method rule`; see the module docstring. `bus`: it asks the bus
+        (502/503/504 possible); `stream`: the answer streams (no request timeout)."""
+
+        def declare(view: View) -> View:
+            operation = view.__name__
+            taken = {r.operation for r in self.routes}
+            if operation in taken:
+                operation = f"{operation}_{len(taken)}"
+            declared = Route(
+                method=method,
+                rule=rule,
+                summary=summary,
+                operation=operation,
+                group=self.name,
+                scope=scope,
+                ok=ok or Answer(),
+                path={name: TypeAdapter(t) for name, t in (path or {}).items()},
+                query=query,
+                headers={name: TypeAdapter(t) for name, t in (headers or {}).items()},
+                body=None if body is None else TypeAdapter(body),
+                body_type=body,
+                body_required=body_required,
+                raises=frozenset(raises),
+                bus=bus,
+                stream=stream,
+            )
+            self.routes.append(declared)
+            self.blueprint.add_url_rule(rule, operation, _wrap(declared, view), methods=[method])
+            return view  # undecorated, so one view can take several rules
+
+        return declare
+
+    def get(self, rule: str, summary: str, **declared: Any) -> Callable[[View], View]:
+        return self.route("GET", rule, summary, **declared)
+
+    def post(self, rule: str, summary: str, **declared: Any) -> Callable[[View], View]:
+        return self.route("POST", rule, summary, **declared)
+
+    def put(self, rule: str, summary: str, **declared: Any) -> Callable[[View], View]:
+        return self.route("PUT", rule, summary, **declared)
+
+    def patch(self, rule: str, summary: str, **declared: Any) -> Callable[[View], View]:
+        return self.route("PATCH", rule, summary, **declared)
+
+    def delete(self, rule: str, summary: str, **declared: Any) -> Callable[[View], View]:
+        return self.route("DELETE", rule, summary, **declared)
+
+
+def _wrap(declared: Route, view: View) -> View:
+    """The view behind its token check, trace context, request timeout (504 past it; streams
+    are exempt) and input validation."""
+
+    @functools.wraps(view)
+    async def handle(**path: str) -> Response:
+        state = edge()
+        if declared.scope is not None:
+            await _authorize(state, declared.scope)
+        g.traceparent = _traceparent(request.headers.get("traceparent"))
+        g.deadline = time.monotonic() + state.limits.request_timeout_s
+        if declared.stream:
+            return await view(**await _inputs(declared, path))
+        try:
+            async with asyncio.timeout(state.limits.request_timeout_s):
+                return await view(**await _inputs(declared, path))
+        except TimeoutError:
+            raise Problem(
+                504, f"no answer within {state.limits.request_timeout_s:g} s", slug="timeout"
+            ) from None
+
+    return handle
+
+
+async def _authorize(state: Edge, scope: str) -> None:
+    try:
+        granted = await state.auth.scopes(request.headers.get("Authorization"))
+    except AuthUnavailable as exc:
+        retry = str(max(1, math.ceil(exc.retry_after)))
+        raise Problem(
+            503, str(exc), slug="auth-unavailable", headers={"Retry-After": retry}
+        ) from None
+    except AuthError as exc:
+        # RFC 6750: a request without credentials gets the bare challenge.
+        challenge = (
+            _challenge("invalid_token", str(exc))
+            if "Authorization" in request.headers
+            else 'Bearer realm="govbus"'
+        )
+        raise Problem(
+            401, str(exc), slug="unauthorized", headers={"WWW-Authenticate": challenge}
+        ) from None
+    if scope not in granted:
+        raise Problem(
+            403,
+            f"the token lacks scope {scope!r}",
+            slug="forbidden",
+            headers={"WWW-Authenticate": _challenge("insufficient_scope", scope)},
+        )
+
+
+def _challenge(error: str, description: str) -> str:
+    description = "".join(c for c in description if c.isprintable()).replace('"', "'")
+    return f'Bearer realm="govbus", error="{error}", error_description="{description}"'
+
+
+def _traceparent(header: str | None) -> str:
+    """The caller's W3C trace context with a new span id, or a new trace if it had none."""
+    if header:
+        match = _TRACEPARENT.fullmatch(header.strip().lower())
+        if match and set(match.group(1)) != {"0"} and set(match.group(2)) != {"0"}:
+            return f"00-{match.group(1)}-{os.urandom(8).hex()}-{match.group(3)}"
+    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+
+
+# --- inputs, in the order a client would fix them: path, query, headers, body -------------------
+
+
+async def _inputs(declared: Route, path: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, adapter in declared.path.items():
+        values[name] = _validate(adapter, path[name], where=f"path.{name}")
+    if declared.query is not None:
+        values["query"] = _query(declared.query)
+    for name, adapter in declared.headers.items():
+        values[name.lower().replace("-", "_")] = _header(adapter, name)
+    if declared.body is not None:
+        values["body"] = await _body(declared.body, optional=not declared.body_required)
+    return values
+
+
+def _validate(adapter: TypeAdapter[Any], value: Any, *, where: str) -> Any:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        raise from_validation_error(exc, where=where) from None
+
+
+def _query(model: type[BaseModel]) -> BaseModel:
+    """The query string; a repeated key becomes a list where the model wants one."""
+    data: dict[str, Any] = {}
+    for key in request.args:
+        values = request.args.getlist(key)
+        declared = model.model_fields.get(key)
+        wants_list = declared is not None and get_origin(declared.annotation) is list
+        data[key] = values if wants_list else values[-1]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc, where="query") from None
+
+
+def _header(adapter: TypeAdapter[Any], name: str) -> Any:
+    """A declared header (None when absent); a malformed one is a 400 naming it."""
+    raw = request.headers.get(name)
+    if raw is None:
+        return None
+    try:
+        return adapter.validate_python(raw)
+    except ValidationError as exc:
+        invalid = from_validation_error(exc, where=f"header.{name}")
+        raise Problem(400, invalid.detail, slug="bad-header", errors=invalid.errors) from None
+
+
+async def _body(adapter: TypeAdapter[Any], *, optional: bool) -> Any:
+    """The JSON body: 415 if it is not JSON, 400 if malformed, 422 naming fields.
+
+    With `optional`, an empty body without a content type counts as `{}`.
+    """
+    mimetype = request.mimetype
+    if optional and not mimetype and not await request.get_data(as_text=False):
+        return _validate(adapter, {}, where="body")
+    if mimetype != JSON and not (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    ):
+        raise Problem(415, "the body must be application/json", slug="unsupported-media-type")
+    raw = await request.get_data(as_text=False)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"the body is not valid JSON: {exc}", slug="malformed-json") from None
+    if not isinstance(data, dict):
+        raise Problem(
+            422,
+            "the body must be a JSON object",
+            slug="invalid",
+            errors=[{"field": "body", "message": "must be an object"}],
+        )
+    return _validate(adapter, data, where="body")
