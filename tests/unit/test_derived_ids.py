@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from discovery_worker._time import to_us
 from discovery_worker.registry import Registry
-from manager_worker.outbox import derived_id as manager_derived_id
+from manager_worker.outbox import caused_id
 from schemas import Heartbeat, Register
 
 T0 = to_us(datetime(2026, 1, 1, tzinfo=UTC))
@@ -39,9 +39,9 @@ def test_discovery_ids_are_pinned():
 
 
 def test_manager_ids_are_pinned():
-    assert manager_derived_id("evt-3", "r-1", "resource.status_changed") == (
+    assert caused_id("evt-3", "r-1", "resource.status_changed") == (
         "0bbfbaef-7daa-5635-807b-5ac72556ff42"
     )
-    assert manager_derived_id("evt-4", "host-1", "resource.drift") == (
+    assert caused_id("evt-4", "host-1", "resource.drift") == (
         "afcd92f2-e383-5eeb-8744-d4414c80be75"
     )
