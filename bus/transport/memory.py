@@ -15,7 +15,6 @@ so ordering is deterministic for a given sequence of calls.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import time
 from collections import deque
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 
 from bus.errors import ConnectionLost, TopologyError, Unroutable
 from bus.message import Delivery, Message, amqp_timestamp
+from bus.topic import topic_matches
 from bus.transport.base import (
     DIRECT_REPLY_TO,
     ExchangeKind,
@@ -35,23 +35,6 @@ from bus.transport.base import (
     Subscription,
     Transport,
 )
-
-
-@functools.lru_cache(maxsize=8192)
-def topic_matches(pattern: str, routing_key: str) -> bool:
-    """AMQP topic matching: words split by `.`, `*` is exactly one word, `#` zero or more."""
-    return _match(tuple(pattern.split(".")), tuple(routing_key.split(".")))
-
-
-def _match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
-    if not pattern:
-        return not words
-    head, rest = pattern[0], pattern[1:]
-    if head == "#":
-        return any(_match(rest, words[i:]) for i in range(len(words) + 1))
-    if not words:
-        return False
-    return (head in ("*", words[0])) and _match(rest, words[1:])
 
 
 @dataclass(slots=True)
