@@ -17,7 +17,6 @@ from bus.rpc import Method, RpcClient, RpcServer
 from bus.tap import Tap, TapHandler
 from bus.topology import declare_exchanges, declare_worker_queue, worker_queue
 from bus.transport import Transport, create_transport
-from bus.transport.memory import MemoryTransport
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +65,10 @@ class Bus:
         await self.close()
 
     async def start(self) -> None:
-        """Connect and declare the exchanges (and, on RabbitMQ, the log stream)."""
+        """Connect and declare the exchanges (and the log stream, where the broker keeps one:
+        `Transport.keeps_log`)."""
         await self.transport.connect()
-        await declare_exchanges(
-            self.transport, log_stream=not isinstance(self.transport, MemoryTransport)
-        )
+        await declare_exchanges(self.transport, log_stream=self.transport.keeps_log)
 
     @property
     def ready(self) -> bool:
@@ -122,6 +120,17 @@ class Bus:
         await server.start()
         self.servers.append(server)
         return server
+
+    async def unsubscribe(self, handle: EventConsumer | RpcServer) -> None:
+        """Stop one consumer or server of this bus (gracefully: in-flight work finishes) and
+        forget it, so `ready` and `close()` no longer count it. Stopping one already stopped
+        does nothing."""
+        if isinstance(handle, EventConsumer):
+            if handle in self.consumers:
+                self.consumers.remove(handle)
+        elif handle in self.servers:
+            self.servers.remove(handle)
+        await handle.stop()
 
     async def tap(
         self,

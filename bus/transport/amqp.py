@@ -220,6 +220,8 @@ class _AmqpSubscription(Subscription):
 class AmqpTransport(Transport):
     """A self-healing connection to RabbitMQ."""
 
+    keeps_log = True
+
     def __init__(
         self,
         url: str,

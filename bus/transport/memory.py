@@ -365,7 +365,13 @@ _brokers: dict[str, MemoryBroker] = {}
 
 
 class MemoryTransport(Transport):
-    """A connection to the embedded broker named by the URL (`memory://` or `memory://name`)."""
+    """A connection to the embedded broker named by the URL (`memory://` or `memory://name`).
+
+    It keeps no `govbus.log` stream (`keeps_log` is False): stream queues work, but nothing
+    declares one that would hold every event of the process.
+    """
+
+    keeps_log = False
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
