@@ -36,13 +36,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
 from bus.breaker import CircuitBreaker
-from bus.consumer import dead_letter, describe_validation, refusal
+from bus.consumer import dead_letter, refusal
 from bus.errors import (
     BusError,
     ConnectionLost,
     DeadlineExceeded,
     InternalError,
-    Invalid,
     NoResponder,
     RpcError,
     Unavailable,
@@ -52,6 +51,7 @@ from bus.errors import (
 from bus.message import Delivery, Message
 from bus.topology import RPC, rpc_queue
 from bus.transport.base import DIRECT_REPLY_TO, Subscription, Transport
+from bus.validation import invalid
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=BaseModel)
@@ -350,21 +350,13 @@ class RpcServer:
             try:
                 params = method.request.model_validate_json(body or b"{}")
             except ValidationError as exc:
-                raise Invalid(
-                    describe_validation(exc),
-                    {
-                        "errors": [
-                            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-                            for e in exc.errors()
-                        ]
-                    },
-                ) from exc
+                raise invalid(exc) from exc
             result = await method.handler(params)
             return "ok", to_json(result)
         except RpcError as exc:
-            return exc.code, orjson.dumps(exc.to_body())
+            return exc.code, to_json(exc.to_body())
         except Exception as exc:
             log.error("%s failed: %s", method_name, exc)
             log.debug("rpc handler failure", exc_info=exc)
             error = InternalError(f"{method_name} failed: {type(exc).__name__}")
-            return error.code, orjson.dumps(error.to_body())
+            return error.code, to_json(error.to_body())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from ._base import Reply, Request
 from ._types import (
@@ -196,23 +196,14 @@ ErrorCode = Literal["not_found", "invalid", "conflict", "unavailable", "internal
 
 
 class ErrorBody(Reply):
-    """The body of a reply whose `x-govbus-status` is not `ok`."""
+    """The body of a reply whose `x-govbus-status` is not `ok`.
+
+    An `invalid` one names each bad field in `details.errors`: `[{"field", "message"}]`.
+    """
 
     code: ErrorCode
     message: str
     details: dict[str, Any] = {}
-
-    @classmethod
-    def from_validation_error(cls, exc: ValidationError, message: str = "") -> ErrorBody:
-        """An `invalid` error naming each bad field: `details.errors` of `{field, message}`."""
-        errors = [
-            {"field": ".".join(str(part) for part in err["loc"]), "message": err["msg"]}
-            for err in exc.errors(include_url=False, include_context=False, include_input=False)
-        ]
-        if not message and errors:
-            field, text = errors[0]["field"], errors[0]["message"]
-            message = f"{field}: {text}" if field else text
-        return cls(code="invalid", message=message or "invalid input", details={"errors": errors})
 
 
 # --- the table -----------------------------------------------------------------------------------

@@ -13,11 +13,11 @@ from pydantic import ValidationError
 
 from bus.cli import app, fail
 from bus.client import Bus
-from bus.consumer import describe_validation
 from bus.errors import BusError, Unroutable
 from bus.message import Delivery, event_meta, structured
 from bus.settings import load_settings
 from bus.topology import EVENTS
+from bus.validation import describe_validation
 from schemas import EVENT_TYPES
 
 UrlOption = Annotated[str | None, typer.Option("--url", help="the bus (default: GOVBUS_URL)")]

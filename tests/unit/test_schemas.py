@@ -16,7 +16,6 @@ from schemas import (
     RPC_METHODS,
     SPEC_ADAPTER,
     CreateResourceRequest,
-    ErrorBody,
     Event,
     Heartbeat,
     Instance,
@@ -314,16 +313,6 @@ def test_every_rpc_method_pairs_a_request_with_a_reply():
     for request, reply in RPC_METHODS.values():
         assert issubclass(request, schemas.Request)
         assert issubclass(reply, BaseModel)
-
-
-def test_error_body_from_validation_error_names_the_field():
-    with pytest.raises(ValidationError) as info:
-        Register.model_validate({**REGISTER, "port": 0})
-    body = ErrorBody.from_validation_error(info.value)
-
-    assert body.code == "invalid"
-    assert body.message.startswith("port: ")
-    assert body.details["errors"][0]["field"] == "port"
 
 
 # --- catalog -------------------------------------------------------------------------------------
