@@ -13,10 +13,11 @@ from pydantic import BaseModel
 from bus.clock import Clock, WallClock
 from bus.consumer import ConsumerPolicy, EventConsumer, Handler
 from bus.publisher import Publisher
-from bus.rpc import Method, RpcClient, RpcServer
+from bus.rpc import Method, RpcClient, RpcHandler, RpcServer
 from bus.tap import Tap, TapHandler
 from bus.topology import declare_exchanges, declare_worker_queue, worker_queue
 from bus.transport import Transport, create_transport
+from schemas import EVENT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +93,15 @@ class Bus:
         queue: str,
         patterns: list[str],
         handlers: Mapping[str, Handler],
-        models: Mapping[str, type[BaseModel]],
+        models: Mapping[str, type[BaseModel]] | None = None,
         *,
         policy: ConsumerPolicy | None = None,
     ) -> EventConsumer:
-        """Declare the worker queue `queue` (quorum, with its DLQ), bind it, and consume it."""
+        """Declare the worker queue `queue` (quorum, with its DLQ), bind it to `patterns`, and
+        consume it: each event goes to the handler of its type, validated into its model
+        (`models`, by default the wire contract's catalog `schemas.EVENT_TYPES`)."""
         await declare_worker_queue(self.transport, worker_queue(queue), patterns)
+        models = EVENT_TYPES if models is None else models
         consumer = EventConsumer(self.transport, queue, handlers, models, policy=policy)
         await consumer.start()
         self.consumers.append(consumer)
@@ -106,7 +110,7 @@ class Bus:
     async def serve(
         self,
         service: str,
-        methods: Mapping[str, Method],
+        methods: Mapping[str, Method[RpcHandler]],
         *,
         prefetch: int = 64,
         dead_letter: str | None = None,

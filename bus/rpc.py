@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -61,14 +61,20 @@ STATUS = "x-govbus-status"
 DEADLINE = "x-govbus-deadline"
 
 RpcHandler = Callable[[Any], Awaitable[Any]]
+H_co = TypeVar("H_co", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
-class Method:
-    """One served method: its request model and handler."""
+class Method(Generic[H_co]):
+    """One method: its request model, its handler and (when known) its reply model.
+
+    A server serves `Method[RpcHandler]`s: `handler(request)` answers. A worker's table
+    (`bus.worker`) holds handlers that still want their context, bound when it starts.
+    """
 
     request: type[BaseModel]
-    handler: RpcHandler
+    handler: H_co
+    reply: type[BaseModel] | None = None
 
 
 class RpcClient:
@@ -248,7 +254,7 @@ class RpcServer:
         self,
         transport: Transport,
         service: str,
-        methods: Mapping[str, Method],
+        methods: Mapping[str, Method[RpcHandler]],
         *,
         prefetch: int = 64,
         dead_letter: str | None = None,

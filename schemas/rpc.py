@@ -28,7 +28,7 @@ from .registry import Instance
 from .resources import Resource, ResourcePatch, ResourceSpec
 
 __all__ = [
-    "RPC_METHODS",
+    "RPC_CONTRACT",
     "CreateResourceRequest",
     "DeleteReply",
     "DeleteResourceRequest",
@@ -208,7 +208,7 @@ class ErrorBody(Reply):
 
 # --- the table -----------------------------------------------------------------------------------
 
-RPC_METHODS: dict[str, tuple[type[Request], type[BaseModel]]] = {
+RPC_CONTRACT: dict[str, tuple[type[Request], type[BaseModel]]] = {
     "discovery.services": (ServicesRequest, ServicesView),
     "discovery.service": (ServiceRequest, ServiceView),
     "discovery.instance": (InstanceRequest, InstanceView),
@@ -220,4 +220,5 @@ RPC_METHODS: dict[str, tuple[type[Request], type[BaseModel]]] = {
     "manager.update": (UpdateResourceRequest, ResourceReply),
     "manager.delete": (DeleteResourceRequest, DeleteReply),
 }
-"""Method name (the routing key on `govbus.rpc`) -> (request model, reply model)."""
+"""The RPC contract: method name (the routing key on `govbus.rpc`) -> (request model, reply
+model). Each worker builds its own `RPC_METHODS` table (with handlers) from it."""

@@ -13,7 +13,7 @@ import schemas
 from schemas import (
     EVENT_TYPES,
     RESOURCE_ADAPTER,
-    RPC_METHODS,
+    RPC_CONTRACT,
     SPEC_ADAPTER,
     CreateResourceRequest,
     Event,
@@ -298,7 +298,7 @@ def test_request_defaults():
 
 
 def test_every_rpc_method_pairs_a_request_with_a_reply():
-    assert set(RPC_METHODS) == {
+    assert set(RPC_CONTRACT) == {
         "discovery.services",
         "discovery.service",
         "discovery.instance",
@@ -310,7 +310,7 @@ def test_every_rpc_method_pairs_a_request_with_a_reply():
         "manager.update",
         "manager.delete",
     }
-    for request, reply in RPC_METHODS.values():
+    for request, reply in RPC_CONTRACT.values():
         assert issubclass(request, schemas.Request)
         assert issubclass(reply, BaseModel)
 
