@@ -19,9 +19,20 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Index, Integer, LargeBinary, String, delete, event, select, update
+from sqlalchemy import (
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    delete,
+    event,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -108,9 +119,14 @@ class Store:
 
 def _insert(session: AsyncSession, table: type[DeclarativeBase]) -> Any:
     """An INSERT with `ON CONFLICT` in the dialect of `session`'s database (SQLite or
-    PostgreSQL: the two share the clause, not the construct)."""
+    PostgreSQL: the two share the clause, not the construct).
+
+    Into the Core table, not the mapped class: a list of rows for a mapped class takes the
+    ORM's bulk path, which costs far more per row (the registry writes thousands at a time).
+    """
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+    core = cast(Table, table.__table__)
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(core)
 
 
 async def upsert(
