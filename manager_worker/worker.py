@@ -4,7 +4,6 @@ together on a bus it is given."""
 from __future__ import annotations
 
 import logging
-from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -21,7 +20,6 @@ from manager_worker.placement import Placement
 from manager_worker.routing import EVENT_HANDLERS, PATTERNS, RPC_METHODS
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def _no_relay() -> None:
@@ -33,9 +31,8 @@ class ManagerWorker:
 
     `start()` creates the tables, starts the outbox relay, consumes the worker queue
     (`config.queue`, bound to `PATTERNS`: the types in `EVENT_HANDLERS`) and serves
-    `RPC_METHODS` on
-    `govbus.rpc.<config.service>`. `stop()` is graceful: it stops taking requests and events,
-    finishes what is in flight, then flushes the outbox once more.
+    `RPC_METHODS` on `govbus.rpc.<config.service>`. `stop()` is graceful: it stops taking
+    requests and events, finishes what is in flight, then flushes the outbox once more.
     """
 
     def __init__(
@@ -77,6 +74,7 @@ class ManagerWorker:
         )
 
     async def start(self) -> None:
+        """Create the tables and start the relay, then consume events and serve requests."""
         if not self.bus.transport.is_connected:
             await self.bus.start()
         await create_tables(self.store.engine)
