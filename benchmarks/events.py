@@ -174,7 +174,7 @@ async def run_govbus(url: str, n: int, *, timeout: float = 120.0) -> Mapping[str
         sink.hit()
 
     async with Bus(url, source="bench") as bus:
-        await bus.subscribe(
+        consumer = await bus.subscribe(
             name,
             [model.TYPE],
             {model.TYPE: on_tick},
@@ -188,9 +188,7 @@ async def run_govbus(url: str, n: int, *, timeout: float = 120.0) -> Mapping[str
         began = _Clock()
         await pipelined(n, WINDOW, publish)
         figures = await _finish(sink, began, timeout)
-        for consumer in bus.consumers:
-            await consumer.stop()
-        bus.consumers.clear()
+        await bus.unsubscribe(consumer)
         await bus.transport.delete_queue(name)
         await bus.transport.delete_queue(f"{name}.dlq")
     return figures

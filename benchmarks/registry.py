@@ -76,7 +76,7 @@ async def heartbeats_per_s(
     from discovery_worker._time import to_us
 
     name = unique("bench.discovery.")
-    config = DiscoveryConfig(queue=name, rpc_namespace=name)
+    config = DiscoveryConfig(queue=name, service=name)
     with tempfile.TemporaryDirectory(prefix="govbus-bench-") as tmp:
         db_url = f"sqlite+aiosqlite:///{tmp}/discovery.db"
         # 1. a worker learns the instances (directly: the benchmark is about heartbeats) and

@@ -36,13 +36,14 @@ from pydantic import ValidationError
 from bus import _sigterm
 from bus.client import Bus
 from bus.clock import Clock
-from bus.consumer import describe_validation
 from bus.errors import BusError
 from bus.message import Delivery
 from bus.tap import Tap
 from schemas import Deregister, Drain, Heartbeat, HeartbeatUnknown, Register, Status
 
 __all__ = ["Check", "Health", "ServiceAgent"]
+
+from bus.validation import describe_validation
 
 log = logging.getLogger(__name__)
 

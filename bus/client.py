@@ -13,11 +13,11 @@ from pydantic import BaseModel
 from bus.clock import Clock, WallClock
 from bus.consumer import ConsumerPolicy, EventConsumer, Handler
 from bus.publisher import Publisher
-from bus.rpc import Method, RpcClient, RpcServer
+from bus.rpc import Method, RpcClient, RpcHandler, RpcServer
 from bus.tap import Tap, TapHandler
 from bus.topology import declare_exchanges, declare_worker_queue, worker_queue
 from bus.transport import Transport, create_transport
-from bus.transport.memory import MemoryTransport
+from schemas import EVENT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,10 @@ class Bus:
         await self.close()
 
     async def start(self) -> None:
-        """Connect and declare the exchanges (and, on RabbitMQ, the log stream)."""
+        """Connect and declare the exchanges (and the log stream, where the broker keeps one:
+        `Transport.keeps_log`)."""
         await self.transport.connect()
-        await declare_exchanges(
-            self.transport, log_stream=not isinstance(self.transport, MemoryTransport)
-        )
+        await declare_exchanges(self.transport, log_stream=self.transport.keeps_log)
 
     @property
     def ready(self) -> bool:
@@ -94,12 +93,15 @@ class Bus:
         queue: str,
         patterns: list[str],
         handlers: Mapping[str, Handler],
-        models: Mapping[str, type[BaseModel]],
+        models: Mapping[str, type[BaseModel]] | None = None,
         *,
         policy: ConsumerPolicy | None = None,
     ) -> EventConsumer:
-        """Declare the worker queue `queue` (quorum, with its DLQ), bind it, and consume it."""
+        """Declare the worker queue `queue` (quorum, with its DLQ), bind it to `patterns`, and
+        consume it: each event goes to the handler of its type, validated into its model
+        (`models`, by default the wire contract's catalog `schemas.EVENT_TYPES`)."""
         await declare_worker_queue(self.transport, worker_queue(queue), patterns)
+        models = EVENT_TYPES if models is None else models
         consumer = EventConsumer(self.transport, queue, handlers, models, policy=policy)
         await consumer.start()
         self.consumers.append(consumer)
@@ -108,7 +110,7 @@ class Bus:
     async def serve(
         self,
         service: str,
-        methods: Mapping[str, Method],
+        methods: Mapping[str, Method[RpcHandler]],
         *,
         prefetch: int = 64,
         dead_letter: str | None = None,
@@ -122,6 +124,17 @@ class Bus:
         await server.start()
         self.servers.append(server)
         return server
+
+    async def unsubscribe(self, handle: EventConsumer | RpcServer) -> None:
+        """Stop one consumer or server of this bus (gracefully: in-flight work finishes) and
+        forget it, so `ready` and `close()` no longer count it. Stopping one already stopped
+        does nothing."""
+        if isinstance(handle, EventConsumer):
+            if handle in self.consumers:
+                self.consumers.remove(handle)
+        elif handle in self.servers:
+            self.servers.remove(handle)
+        await handle.stop()
 
     async def tap(
         self,

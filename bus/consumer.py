@@ -35,6 +35,7 @@ from bus.errors import BusError, DecodeError, Reject
 from bus.message import Delivery, EventMeta, event_meta
 from bus.topology import DLX, EVENTS
 from bus.transport.base import Subscription, Transport
+from bus.validation import describe_validation
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +81,6 @@ async def dead_letter(
     }
     # Without its expiration (as RabbitMQ's own dead-lettering does): the copy is evidence.
     await transport.publish(DLX, key, replace(message, headers=headers, expiration_ms=None))
-
-
-def describe_validation(exc: ValidationError) -> str:
-    """A one-line summary naming each bad field: `port: Input should be ...`."""
-    parts = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
 
 
 @dataclass(slots=True)

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from schemas import ErrorBody, ErrorCode
+
 
 class BusError(Exception):
     """Root of every govbus error."""
@@ -96,15 +98,16 @@ class Reject(HandlerError):
 class RpcError(BusError):
     """A request/reply call failed. `code` travels as the `x-govbus-status` header."""
 
-    code: ClassVar[str] = "internal"
+    code: ClassVar[ErrorCode] = "internal"
 
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details: dict[str, Any] = details or {}
 
-    def to_body(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": self.details}
+    def to_body(self) -> ErrorBody:
+        """The body of the reply that carries this error (`x-govbus-status` = `code`)."""
+        return ErrorBody(code=self.code, message=self.message, details=self.details)
 
 
 class NotFound(RpcError):

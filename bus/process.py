@@ -18,30 +18,23 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from bus.client import Bus
 from bus.errors import ConfigError
+from bus.worker import Worker
 
-__all__ = ["SIGNALS", "Runnable", "run_until_signal", "running"]
+__all__ = ["SIGNALS", "run_until_signal", "running"]
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 """What ends a process gracefully: `docker stop`, systemd and Kubernetes send SIGTERM, Ctrl-C
 is SIGINT."""
 
 
-class Runnable(Protocol):
-    """What `running` starts and stops: a worker, or the edge's server."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
 T = TypeVar("T")
-R = TypeVar("R", bound=Runnable)
+R = TypeVar("R", bound=Worker)
 
 
 async def run_until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:

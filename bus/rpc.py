@@ -29,20 +29,19 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 import orjson
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
 from bus.breaker import CircuitBreaker
-from bus.consumer import dead_letter, describe_validation, refusal
+from bus.consumer import dead_letter, refusal
 from bus.errors import (
     BusError,
     ConnectionLost,
     DeadlineExceeded,
     InternalError,
-    Invalid,
     NoResponder,
     RpcError,
     Unavailable,
@@ -52,6 +51,7 @@ from bus.errors import (
 from bus.message import Delivery, Message
 from bus.topology import RPC, rpc_queue
 from bus.transport.base import DIRECT_REPLY_TO, Subscription, Transport
+from bus.validation import invalid
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=BaseModel)
@@ -61,14 +61,20 @@ STATUS = "x-govbus-status"
 DEADLINE = "x-govbus-deadline"
 
 RpcHandler = Callable[[Any], Awaitable[Any]]
+H_co = TypeVar("H_co", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
-class Method:
-    """One served method: its request model and handler."""
+class Method(Generic[H_co]):
+    """One method: its request model, its handler and (when known) its reply model.
+
+    A server serves `Method[RpcHandler]`s: `handler(request)` answers. A worker's table
+    (`bus.worker`) holds handlers that still want their context, bound when it starts.
+    """
 
     request: type[BaseModel]
-    handler: RpcHandler
+    handler: H_co
+    reply: type[BaseModel] | None = None
 
 
 class RpcClient:
@@ -248,7 +254,7 @@ class RpcServer:
         self,
         transport: Transport,
         service: str,
-        methods: Mapping[str, Method],
+        methods: Mapping[str, Method[RpcHandler]],
         *,
         prefetch: int = 64,
         dead_letter: str | None = None,
@@ -350,21 +356,13 @@ class RpcServer:
             try:
                 params = method.request.model_validate_json(body or b"{}")
             except ValidationError as exc:
-                raise Invalid(
-                    describe_validation(exc),
-                    {
-                        "errors": [
-                            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-                            for e in exc.errors()
-                        ]
-                    },
-                ) from exc
+                raise invalid(exc) from exc
             result = await method.handler(params)
             return "ok", to_json(result)
         except RpcError as exc:
-            return exc.code, orjson.dumps(exc.to_body())
+            return exc.code, to_json(exc.to_body())
         except Exception as exc:
             log.error("%s failed: %s", method_name, exc)
             log.debug("rpc handler failure", exc_info=exc)
             error = InternalError(f"{method_name} failed: {type(exc).__name__}")
-            return error.code, orjson.dumps(error.to_body())
+            return error.code, to_json(error.to_body())

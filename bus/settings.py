@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bus.errors import ConfigError
+from bus.validation import field_errors
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 OWN_ISSUER = "govbus"  # the `iss` of the tokens govbus mints itself
@@ -144,9 +145,8 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**clean)  # type: ignore[arg-type]
     except ValidationError as exc:
-        error = exc.errors()[0]
-        message = error["msg"].removeprefix("Value error, ")
-        if not error["loc"]:  # a check across variables: its message names them
-            raise ConfigError(message) from None
-        field = str(error["loc"][0])
-        raise ConfigError(f"GOVBUS_{field.upper()}: {message}") from None
+        first = field_errors(exc, whole="")[0]
+        if not first["field"]:  # a check across variables: its message names them
+            raise ConfigError(first["message"]) from None
+        variable = "GOVBUS_" + first["field"].split(".")[0].upper()
+        raise ConfigError(f"{variable}: {first['message']}") from None

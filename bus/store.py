@@ -16,12 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Index, Integer, LargeBinary, String, delete, event, select, update
+from sqlalchemy import (
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    delete,
+    event,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -106,13 +117,52 @@ class Store:
         await self.engine.dispose()
 
 
+def _insert(session: AsyncSession, table: type[DeclarativeBase]) -> Any:
+    """An INSERT with `ON CONFLICT` in the dialect of `session`'s database (SQLite or
+    PostgreSQL: the two share the clause, not the construct).
+
+    Into the Core table, not the mapped class: a list of rows for a mapped class takes the
+    ORM's bulk path, which costs far more per row (the registry writes thousands at a time).
+    """
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    core = cast(Table, table.__table__)
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(core)
+
+
+async def upsert(
+    session: AsyncSession, table: type[DeclarativeBase], key: str, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert `rows` into `table`, or update every other column of the row with the same
+    `key` (its primary key, or a unique column). All rows have the same columns."""
+    if not rows:
+        return
+    stmt = _insert(session, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[key],
+        set_={name: stmt.excluded[name] for name in rows[0] if name != key},
+    )
+    await session.execute(stmt, list(rows))
+
+
+async def insert_ignore(
+    session: AsyncSession, table: type[DeclarativeBase], rows: Sequence[Mapping[str, Any]]
+) -> int:
+    """Insert the `rows` that conflict with no existing row, skip the others; returns how
+    many were inserted (exact for one row; some drivers cannot count a batch: then -1)."""
+    if not rows:
+        return 0
+    stmt = _insert(session, table).on_conflict_do_nothing()
+    if len(rows) == 1:
+        result = await session.execute(stmt.values(**rows[0]))
+    else:
+        result = await session.execute(stmt, list(rows))
+    return int(getattr(result, "rowcount", -1))
+
+
 async def mark_processed(session: AsyncSession, consumer: str, event_id: str, at: datetime) -> bool:
     """Record `event_id` as processed by `consumer`; False if it already was (a duplicate)."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    values = {"consumer": consumer, "event_id": event_id, "processed_at": at}
-    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(InboxRow).values(**values)
-    result = await session.execute(stmt.on_conflict_do_nothing())
-    return bool(getattr(result, "rowcount", 1))
+    row = {"consumer": consumer, "event_id": event_id, "processed_at": at}
+    return await insert_ignore(session, InboxRow, [row]) != 0
 
 
 def add_to_outbox(

@@ -26,9 +26,9 @@ from collections.abc import Callable, Sequence
 
 from bus.errors import BusError
 from bus.message import Delivery
+from bus.topic import topic_matches
 from bus.topology import EVENTS
 from bus.transport.base import QueueSpec, Subscription, Transport
-from bus.transport.memory import topic_matches
 
 log = logging.getLogger(__name__)
 

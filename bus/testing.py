@@ -26,7 +26,7 @@ from bus.clock import VirtualClock
 from bus.consumer import Handler
 from bus.eventlog import LogEvent, read_log
 from bus.replay import Participants, Replay, ReplayError, commands_in_time
-from bus.transport.memory import topic_matches
+from bus.topic import topic_matches
 
 __all__ = ["LogReplay", "replay_fixture"]
 

@@ -7,14 +7,17 @@ from dataclasses import dataclass
 SOURCE = "govbus/discovery"
 """`ce-source` of every event the worker publishes (replay tells them apart by it)."""
 
+SERVICE = "discovery"
+"""The RPC service name: requests arrive on queue `govbus.rpc.discovery`."""
+
 
 @dataclass(frozen=True, slots=True)
 class DiscoveryConfig:
     """Settings of one discovery worker.
 
     - `queue`: its durable quorum queue (`<queue>.dlq` takes what cannot be handled).
-    - `rpc_namespace`: methods are `<namespace>.services`, ... served from
-      `govbus.rpc.<namespace>`; only tests on a shared broker change it.
+    - `service`: its RPC namespace: methods `<service>.services`, ... served from
+      `govbus.rpc.<service>`; only tests on a shared broker change it.
     - `protection_threshold`: expiry protection starts when more than this share of the
       instances misses its heartbeats within one TTL window ...
     - `protection_min_critical`: ... and at least this many did (so a registry of 2 or 3
@@ -23,7 +26,7 @@ class DiscoveryConfig:
     """
 
     queue: str = "govbus.discovery"
-    rpc_namespace: str = "discovery"
+    service: str = SERVICE
     protection_threshold: float = 0.5
     protection_min_critical: int = 3
     flush_interval_s: float = 1.0

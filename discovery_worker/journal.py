@@ -19,16 +19,22 @@ from typing import Any
 
 from pydantic_core import to_json
 from sqlalchemy import BigInteger, Boolean, Float, Integer, String, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import JSON
 
 from bus.clock import Clock
 from bus.errors import Unroutable
 from bus.message import event_message
-from bus.store import Base, InboxRow, OutboxRow, Store, prune_outbox, relay_outbox
+from bus.store import (
+    Base,
+    InboxRow,
+    OutboxRow,
+    Store,
+    insert_ignore,
+    prune_outbox,
+    relay_outbox,
+    upsert,
+)
 from bus.topology import EVENTS
 from bus.transport.base import Transport
 
@@ -136,22 +142,6 @@ def _entry(row: InstanceRow) -> Entry:
         load=row.load,
         note=row.note,
     )
-
-
-def _insert(session: AsyncSession, table: Any) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
-
-
-async def _upsert(session: AsyncSession, table: Any, key: str, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    stmt = _insert(session, table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[key],
-        set_={name: stmt.excluded[name] for name in rows[0] if name != key},
-    )
-    await session.execute(stmt, rows)
 
 
 class Journal:
@@ -262,26 +252,22 @@ class Journal:
         now = self.clock.now()
         try:
             async with self.store.unit_of_work() as session:
-                await _upsert(session, InstanceRow.__table__, "instance_id", rows)
+                await upsert(session, InstanceRow, "instance_id", rows)
                 if removed:
                     await session.execute(
                         delete(InstanceRow).where(InstanceRow.instance_id.in_(sorted(removed)))
                     )
-                await _upsert(session, PlacementRow.__table__, "resource_id", placements)
-                await _upsert(session, StateRow.__table__, "key", state)
-                if marks:
-                    await session.execute(
-                        _insert(session, InboxRow.__table__).on_conflict_do_nothing(),
-                        [
-                            {"consumer": self.consumer, "event_id": m, "processed_at": now}
-                            for m in sorted(marks)
-                        ],
-                    )
-                if pending:
-                    await session.execute(
-                        _insert(session, OutboxRow.__table__).on_conflict_do_nothing(),
-                        [self._outbox_row(d) for d in pending],
-                    )
+                await upsert(session, PlacementRow, "resource_id", placements)
+                await upsert(session, StateRow, "key", state)
+                await insert_ignore(
+                    session,
+                    InboxRow,
+                    [
+                        {"consumer": self.consumer, "event_id": m, "processed_at": now}
+                        for m in sorted(marks)
+                    ],
+                )
+                await insert_ignore(session, OutboxRow, [self._outbox_row(d) for d in pending])
                 if sent:
                     await session.execute(
                         update(OutboxRow).where(OutboxRow.event_id.in_(sent)).values(sent=1)

@@ -20,12 +20,12 @@ from schemas import (
 )
 
 from ._entry import instance_view
-from .balancer import Balancer
-from .registry import Registry
+from .context import Context
 
 
-async def services(request: ServicesRequest, *, registry: Registry) -> ServicesView:
+async def services(request: ServicesRequest, *, ctx: Context) -> ServicesView:
     """`discovery.services`: one summary per service, by name."""
+    registry = ctx.registry
     summaries = []
     for name in sorted(registry.by_service):
         group = registry.by_service[name].values()
@@ -40,8 +40,9 @@ async def services(request: ServicesRequest, *, registry: Registry) -> ServicesV
     return ServicesView(index=registry.index, protection=registry.protection, services=summaries)
 
 
-async def service(request: ServiceRequest, *, registry: Registry) -> ServiceView:
+async def service(request: ServiceRequest, *, ctx: Context) -> ServiceView:
     """`discovery.service`: the instances of one service, filtered; `not_found` if unknown."""
+    registry = ctx.registry
     group = registry.by_service.get(request.name)
     if group is None:
         raise NotFound(f"no service {request.name!r} is registered", {"service": request.name})
@@ -61,8 +62,9 @@ async def service(request: ServiceRequest, *, registry: Registry) -> ServiceView
     )
 
 
-async def instance(request: InstanceRequest, *, registry: Registry) -> InstanceView:
+async def instance(request: InstanceRequest, *, ctx: Context) -> InstanceView:
     """`discovery.instance`: one instance by id; `not_found` if unknown."""
+    registry = ctx.registry
     entry = registry.instances.get(request.instance_id)
     if entry is None:
         raise NotFound(
@@ -74,17 +76,18 @@ async def instance(request: InstanceRequest, *, registry: Registry) -> InstanceV
     )
 
 
-async def pick(request: PickRequest, *, balancer: Balancer) -> InstanceView:
+async def pick(request: PickRequest, *, ctx: Context) -> InstanceView:
     """`discovery.pick`: one instance, load-balanced; `unavailable` when none may be picked."""
-    entry = balancer.pick(request.service, request.strategy, request.tag)
-    registry = balancer.registry
+    entry = ctx.balancer.pick(request.service, request.strategy, request.tag)
+    registry = ctx.registry
     return InstanceView(
         index=registry.index, protection=registry.protection, instance=instance_view(entry)
     )
 
 
-async def state(request: StateRequest, *, registry: Registry) -> RegistryView:
+async def state(request: StateRequest, *, ctx: Context) -> RegistryView:
     """`discovery.state`: every instance (by service, then id) with the index."""
+    registry = ctx.registry
     instances = [
         instance_view(entry)
         for name in sorted(registry.by_service)

@@ -27,6 +27,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
+from bus.ids import derived_id
 from schemas import (
     Deregister,
     Drain,
@@ -47,11 +48,8 @@ from ._entry import Entry, entry_from_register, instance_view
 from ._time import NEVER, from_us
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://govbus.dev/discovery")
-
-
-def derived_id(*cause: object) -> str:
-    """The id of an event derived from `cause` (the same cause always gives the same id)."""
-    return str(uuid.uuid5(NAMESPACE, ":".join(str(part) for part in cause)))
+"""The discovery worker's namespace of derived ids: `derived_id(NAMESPACE, cause, type, key)`
+(`key` the instance id, or empty), and `(event_id, type)` for `registry.heartbeat.unknown`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +124,7 @@ class Registry:
         if entry is None or entry.service != event.service:
             derived = Derived(
                 HeartbeatUnknown(service=event.service, instance_id=event.instance_id),
-                derived_id(event_id, HeartbeatUnknown.TYPE),
+                derived_id(NAMESPACE, event_id, HeartbeatUnknown.TYPE),
                 at,
             )
             self.pending.append(derived)
@@ -284,7 +282,7 @@ class Registry:
 
     def _emit(self, event: Event, at: int, cause: object, entry: Entry | None = None) -> None:
         key = entry.instance_id if entry is not None else ""
-        self.pending.append(Derived(event, derived_id(cause, event.TYPE, key), at))
+        self.pending.append(Derived(event, derived_id(NAMESPACE, cause, event.TYPE, key), at))
 
     def _status(
         self, entry: Entry, previous: InstanceStatus | None, reason: str, at: int, cause: object

@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from bus.client import Bus
-from bus.process import Runnable, running
+from bus.process import running
 from bus.settings import Settings
+from bus.worker import Worker
 from discovery_worker import SOURCE as DISCOVERY_SOURCE
 from discovery_worker import DiscoveryConfig
 from discovery_worker import bootstrap as discovery_bootstrap
@@ -55,7 +56,7 @@ class Component:
     """Its command: `govbus <name>`."""
     source: str
     """`ce-source` of every event it publishes."""
-    build: Callable[[Launch], Awaitable[Runnable]]
+    build: Callable[[Launch], Awaitable[Worker]]
     """Builds it, not yet started, on the connection a `Launch` gives."""
     check: Callable[[Settings], None]
     """Raises `ConfigError` for what is wrong with its settings, before anything starts."""
@@ -65,17 +66,17 @@ class Component:
     """Its event queue when none is named (workers)."""
 
 
-async def _discovery(launch: Launch) -> Runnable:
+async def _discovery(launch: Launch) -> Worker:
     config = DiscoveryConfig(queue=launch.queue) if launch.queue else DiscoveryConfig()
     return await discovery_bootstrap(bus=launch.bus, db_url=launch.settings.db, config=config)
 
 
-async def _manager(launch: Launch) -> Runnable:
+async def _manager(launch: Launch) -> Worker:
     config = ManagerConfig(queue=launch.queue) if launch.queue else ManagerConfig()
     return await manager_bootstrap(bus=launch.bus, db_url=launch.settings.db, config=config)
 
 
-async def _edge(launch: Launch) -> Runnable:
+async def _edge(launch: Launch) -> Worker:
     app = create_app(bus=launch.bus, settings=launch.settings, observe=launch.peers)
     stop = launch.stop
     return EdgeServer(app, launch.settings, on_exit=stop.set if stop is not None else None)
@@ -125,13 +126,13 @@ async def running_component(
     queue: str | None = None,
     peers: Sequence[Bus] = (),
     stop: asyncio.Event | None = None,
-) -> AsyncIterator[tuple[Runnable, Launch]]:
+) -> AsyncIterator[tuple[Worker, Launch]]:
     """`component` on a connection of its own to `url`, started; stopped (gracefully) and
     disconnected on leaving. Yields it with the `Launch` it was built from."""
     bus = Bus(url, source=component.source)
     launch = Launch(bus, settings, queue or component.queue, tuple(peers), stop)
 
-    async def build(_: Bus) -> Runnable:
+    async def build(_: Bus) -> Worker:
         return await component.build(launch)
 
     async with running(bus, build) as started:

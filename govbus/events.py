@@ -12,11 +12,11 @@ import typer
 from pydantic import ValidationError
 
 from bus.client import Bus
-from bus.consumer import describe_validation
 from bus.errors import BusError, Unroutable
 from bus.message import Delivery, event_meta, structured
 from bus.settings import load_settings
 from bus.topology import EVENTS
+from bus.validation import describe_validation
 from govbus.cli import app, fail
 from schemas import EVENT_TYPES
 

@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bus.client import Bus
-from bus.consumer import describe_validation
 from bus.errors import BusError, ConfigError
 from bus.settings import load_settings
+from bus.validation import describe_validation
 from govbus.cli import app, fail
 from http_edge.auth import DEFAULT_TTL_S, SCOPES, mint_token
 from schemas.rpc import (
@@ -81,7 +81,7 @@ def services(
         try:
             params = ServiceRequest(name=name, passing_only=passing)
         except ValidationError as exc:
-            raise fail(f"bad service name {name!r}: {exc.errors()[0]['msg']}", 2) from None
+            raise fail(f"bad service name {name!r}: {describe_validation(exc)}", 2) from None
         one: ServiceView = _ask(url, "discovery.service", params, ServiceView)
         if as_json:
             typer.echo(one.model_dump_json())

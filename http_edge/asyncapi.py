@@ -1,7 +1,7 @@
 """AsyncAPI 3.0 of the bus, written from the wire contract and the topology.
 
 Every event type (`schemas.EVENT_TYPES`) is a message on `govbus.events` with its payload
-schema, its CloudEvents headers and AMQP properties; every RPC method (`schemas.RPC_METHODS`)
+schema, its CloudEvents headers and AMQP properties; every RPC method (`schemas.RPC_CONTRACT`)
 is an operation on `govbus.rpc` with its request and its replies; the exchanges and queues are
 those `bus.topology` declares, with the arguments it declares them with. The operations are
 what a client of the bus does: publish an event, call a method.
@@ -28,7 +28,7 @@ from bus.topology import (
     worker_queue,
 )
 from bus.transport.base import DIRECT_REPLY_TO, QueueSpec
-from schemas import EVENT_TYPES, RPC_METHODS, ErrorBody, ErrorCode
+from schemas import EVENT_TYPES, RPC_CONTRACT, ErrorBody, ErrorCode
 
 REF = "#/components/schemas/{model}"
 AMQP = "0.3.0"  # the AMQP bindings version
@@ -38,12 +38,12 @@ _TRACEPARENT = {"type": "string", "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9
 @functools.cache
 def asyncapi_document() -> dict[str, Any]:
     """The bus, as AsyncAPI 3.0.0."""
-    services = sorted({method.split(".", 1)[0] for method in RPC_METHODS})
+    services = sorted({method.split(".", 1)[0] for method in RPC_CONTRACT})
     schemas, payloads = _schemas()
     messages = {
         **{kind: _event_message(kind, payloads[kind]) for kind in EVENT_TYPES},
-        **{f"{m}.request": _request_message(m, payloads[f"{m}.request"]) for m in RPC_METHODS},
-        **{f"{m}.reply": _reply_message(m, payloads[f"{m}.reply"]) for m in RPC_METHODS},
+        **{f"{m}.request": _request_message(m, payloads[f"{m}.request"]) for m in RPC_CONTRACT},
+        **{f"{m}.reply": _reply_message(m, payloads[f"{m}.reply"]) for m in RPC_CONTRACT},
         "rpc.error": _error_message(payloads["rpc.error"]),
         "dead-letter": _dead_letter_message(),
     }
@@ -62,15 +62,15 @@ def asyncapi_document() -> dict[str, Any]:
             "title": RPC,
             "description": "Requests, routed by method to the queue of the worker serving it;"
             " published mandatory, so a method nobody serves comes back at once.",
-            "parameters": {"method": {"enum": list(RPC_METHODS), "description": "the method"}},
-            "messages": _refs(f"{m}.request" for m in RPC_METHODS),
+            "parameters": {"method": {"enum": list(RPC_CONTRACT), "description": "the method"}},
+            "messages": _refs(f"{m}.request" for m in RPC_CONTRACT),
             "bindings": _exchange(RPC, "direct"),
         },
         "replies": {
             "address": DIRECT_REPLY_TO,
             "description": "RabbitMQ's direct reply-to: each answer carries the request's"
             f" correlation_id and header {STATUS}.",
-            "messages": _refs([*(f"{m}.reply" for m in RPC_METHODS), "rpc.error"]),
+            "messages": _refs([*(f"{m}.reply" for m in RPC_CONTRACT), "rpc.error"]),
             "bindings": {"amqp": {"is": "queue", "queue": {"name": DIRECT_REPLY_TO}, **_version()}},
         },
         "dead-letters": {
@@ -108,7 +108,7 @@ def asyncapi_document() -> dict[str, Any]:
         channels[served.name] = {
             "address": served.name,
             "description": f"Requests the {service} worker serves; gone with the last worker.",
-            "messages": _refs(f"{m}.request" for m in RPC_METHODS if m.startswith(f"{service}.")),
+            "messages": _refs(f"{m}.request" for m in RPC_CONTRACT if m.startswith(f"{service}.")),
             "bindings": _queue(served),
         }
     operations: dict[str, Any] = {}
@@ -123,7 +123,7 @@ def asyncapi_document() -> dict[str, Any]:
                 "amqp": {"deliveryMode": 2, "mandatory": True, "timestamp": True, **_version()}
             },
         }
-    for method, (request, _) in RPC_METHODS.items():
+    for method, (request, _) in RPC_CONTRACT.items():
         operations[method] = {
             "action": "send",
             "title": f"Call {method}",
@@ -161,8 +161,8 @@ def _schemas() -> tuple[dict[str, Any], dict[str, Any]]:
     published, requests as the server takes them."""
     inputs: list[tuple[str, JsonSchemaMode, TypeAdapter[Any]]] = [
         *((kind, "serialization", TypeAdapter(m)) for kind, m in EVENT_TYPES.items()),
-        *((f"{m}.request", "validation", TypeAdapter(r)) for m, (r, _) in RPC_METHODS.items()),
-        *((f"{m}.reply", "serialization", TypeAdapter(r)) for m, (_, r) in RPC_METHODS.items()),
+        *((f"{m}.request", "validation", TypeAdapter(r)) for m, (r, _) in RPC_CONTRACT.items()),
+        *((f"{m}.reply", "serialization", TypeAdapter(r)) for m, (_, r) in RPC_CONTRACT.items()),
         ("rpc.error", "serialization", TypeAdapter(ErrorBody)),
     ]
     payloads, defs = TypeAdapter.json_schemas(inputs, ref_template=REF)
@@ -218,7 +218,7 @@ def _event_message(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _request_message(method: str, payload: dict[str, Any]) -> dict[str, Any]:
-    request = RPC_METHODS[method][0]
+    request = RPC_CONTRACT[method][0]
     return {
         "name": f"{method}.request",
         "title": request.__name__,
@@ -242,7 +242,7 @@ def _request_message(method: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _reply_message(method: str, payload: dict[str, Any]) -> dict[str, Any]:
-    reply = RPC_METHODS[method][1]
+    reply = RPC_CONTRACT[method][1]
     return {
         "name": f"{method}.reply",
         "title": reply.__name__,

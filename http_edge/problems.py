@@ -25,6 +25,7 @@ from bus.errors import (
     Unavailable,
     Unroutable,
 )
+from bus.validation import field_errors, summary
 
 PROBLEM_JSON = "application/problem+json"
 DEFAULT_RETRY_AFTER_S = 1
@@ -111,9 +112,5 @@ def from_bus_error(exc: BusError) -> Problem:
 
 def from_validation_error(exc: ValidationError, *, where: str = "body") -> Problem:
     """422 naming each bad field (`errors`: `{field, message}`), `where` prefixed: body, query."""
-    errors = []
-    for err in exc.errors(include_url=False, include_context=False, include_input=False):
-        path = ".".join(str(part) for part in err["loc"])
-        errors.append({"field": f"{where}.{path}" if path else where, "message": err["msg"]})
-    first = errors[0] if errors else {"field": where, "message": "invalid"}
-    return Problem(422, f"{first['field']}: {first['message']}", slug="invalid", errors=errors)
+    errors = field_errors(exc, prefix=where)
+    return Problem(422, summary(errors) or f"{where}: invalid", slug="invalid", errors=errors)

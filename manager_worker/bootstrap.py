@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bus.client import Bus
 from bus.clock import Clock
-from bus.settings import load_settings
-from bus.store import Store, create_engine
+from bus.store import Store
+from bus.worker import worker_store
 from manager_worker.config import ManagerConfig
 from manager_worker.worker import ManagerWorker
 
@@ -27,9 +27,7 @@ async def bootstrap(
 
     Nothing connects here: `await worker.start()` does (and connects the bus if it is not).
     """
-    owns_store = store is None
-    if store is None:
-        store = Store(create_engine(db_url or load_settings().db))
+    store, owns_store = worker_store(store, db_url)
     return ManagerWorker(
         bus=bus,
         store=store,

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bus.errors import Conflict, Invalid, NotFound
+from bus.validation import invalid
 from manager_worker import inventory
 from manager_worker.context import Context
 from manager_worker.db import StoredResource
@@ -141,7 +142,7 @@ async def update(request: UpdateResourceRequest, *, ctx: Context) -> ResourceRep
         try:
             changes = validate_patch(current.kind, request.changes.changes()).changes()
         except ValidationError as exc:
-            raise _invalid(exc, "changes") from None
+            raise invalid(exc, prefix="changes") from None
         extra: dict[str, Any] = {}
         if "attached_to" in changes:
             target = changes["attached_to"]
@@ -248,15 +249,3 @@ def _stale(current: StoredResource, expected: int) -> Conflict:
         f"{current.name!r} is not at version {expected} (another change came first)",
         {"name": current.name, "expected_version": expected, "version": current.version},
     )
-
-
-def _invalid(exc: ValidationError, prefix: str) -> Invalid:
-    errors = [
-        {
-            "field": ".".join([prefix, *(str(p) for p in e["loc"])]),
-            "message": e["msg"],
-        }
-        for e in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
-    first = errors[0] if errors else {"field": prefix, "message": "invalid"}
-    return Invalid(f"{first['field']}: {first['message']}", {"errors": errors})

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-from pydantic import BaseModel
 
 from bus.clock import Clock
-from bus.message import EventMeta
 from bus.store import Store
 from manager_worker.placement import Placement
 
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """The dependencies of the handlers.
+    """The dependencies of the handlers (`ctx`).
 
     - `consumer`: the inbox name events are de-duplicated under (the worker queue's name, so
       competing consumers on one queue share it).
@@ -29,11 +25,3 @@ class Context:
     notify: Callable[[], None]
     consumer: str
     page_scan: int = 200
-
-
-class RpcHandler(Protocol):
-    def __call__(self, request: Any, /, *, ctx: Context) -> Awaitable[BaseModel]: ...
-
-
-class EventHandler(Protocol):
-    def __call__(self, event: Any, meta: EventMeta, /, *, ctx: Context) -> Awaitable[None]: ...

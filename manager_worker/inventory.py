@@ -11,12 +11,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bus.errors import Conflict
+from bus.store import upsert
 from manager_worker.db import HostRow, ResourceRow, StoredResource, to_resource, to_values
 
 
@@ -137,15 +136,8 @@ async def hold_vm(session: AsyncSession, name: str) -> StoredResource | None:
 
 async def set_host(session: AsyncSession, host: str, status: str, at: datetime) -> None:
     """Record the health of `host` (taking its row lock until the transaction ends)."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    values = {"instance_id": host, "status": status, "changed_at": at.astimezone(UTC)}
-    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(HostRow).values(**values)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[HostRow.instance_id],
-            set_={"status": status, "changed_at": values["changed_at"]},
-        )
-    )
+    row = {"instance_id": host, "status": status, "changed_at": at.astimezone(UTC)}
+    await upsert(session, HostRow, "instance_id", [row])
 
 
 async def hold_host(session: AsyncSession, host: str) -> str | None:

@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bus.ids import derived_id
 from bus.store import add_to_outbox
 from manager_worker.config import SOURCE
 from schemas import Event
@@ -16,13 +17,14 @@ from schemas import Event
 NAMESPACE = uuid.UUID("6f1c7b4e-2a0d-5c55-9e3a-8b1f0d6c4a21")
 
 
-def derived_id(cause_id: str, subject: str, event_type: str) -> str:
-    """The id of an event caused by another event: uuid5 of cause, subject and type.
+def caused_id(cause_id: str, subject: str, event_type: str) -> str:
+    """The id of an event caused by another event: `derived_id` of `cause/subject/type`.
 
     `subject` is the resource id (or, for drift, the host), so one cause touching many
-    resources gives each of them its own, reproducible id.
+    resources gives each of them its own, reproducible id. (One part, joined by `/`: the
+    manager's ids predate `bus.ids` and must not change.)
     """
-    return str(uuid.uuid5(NAMESPACE, f"{cause_id}/{subject}/{event_type}"))
+    return derived_id(NAMESPACE, f"{cause_id}/{subject}/{event_type}")
 
 
 def new_id() -> str:

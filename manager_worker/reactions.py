@@ -1,7 +1,7 @@
 """The manager's reactions to events: host health from the registry, drift from host agents.
 
 Each runs in one unit of work with its inbox mark, so a redelivered event changes nothing the
-second time. The events it derives get ids from `derived_id(cause, resource, type)` and the
+second time. The events it derives get ids from `caused_id(cause, resource, type)` and the
 cause's time, so replaying the same log regenerates exactly the same events.
 
 Host health: `critical`, `expired` and `deregistered` make the host's active resources
@@ -21,7 +21,7 @@ from manager_worker import inventory
 from manager_worker.config import HOST_SERVICE
 from manager_worker.context import Context
 from manager_worker.drift import compare
-from manager_worker.outbox import derived_id, stage
+from manager_worker.outbox import caused_id, stage
 from schemas import (
     InstanceDeregistered,
     InstanceExpired,
@@ -78,7 +78,7 @@ async def on_observed(event: ResourceObserved, meta: EventMeta, *, ctx: Context)
         stage(
             session,
             drift,
-            event_id=derived_id(meta.id, event.host, ResourceDrift.TYPE),
+            event_id=caused_id(meta.id, event.host, ResourceDrift.TYPE),
             time=meta.time,
         )
     ctx.notify()
@@ -112,7 +112,7 @@ async def _host_health(ctx: Context, meta: EventMeta, host: str, health: str, re
                         status=status,
                         reason=reason,
                     ),
-                    event_id=derived_id(meta.id, moved.id, ResourceStatusChanged.TYPE),
+                    event_id=caused_id(meta.id, moved.id, ResourceStatusChanged.TYPE),
                     time=meta.time,
                 )
                 changed += 1

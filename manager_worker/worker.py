@@ -3,26 +3,23 @@ together on a bus it is given."""
 
 from __future__ import annotations
 
-import functools
 import logging
-from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from bus.client import Bus
 from bus.clock import Clock
-from bus.consumer import EventConsumer, Handler
+from bus.consumer import EventConsumer
 from bus.errors import BusError
-from bus.rpc import Method, RpcServer
+from bus.rpc import RpcServer
 from bus.store import OutboxRelay, Store, create_tables
-from manager_worker.config import SERVICE, SOURCE, ManagerConfig
+from bus.worker import bind_events, bind_methods
+from manager_worker.config import SOURCE, ManagerConfig
 from manager_worker.context import Context
 from manager_worker.placement import Placement
-from manager_worker.routing import EVENT_HANDLERS, RPC_METHODS
-from schemas import EVENT_TYPES
+from manager_worker.routing import EVENT_HANDLERS, PATTERNS, RPC_METHODS
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def _no_relay() -> None:
@@ -33,9 +30,9 @@ class ManagerWorker:
     """Resource inventory and lifecycle over one bus and one store.
 
     `start()` creates the tables, starts the outbox relay, consumes the worker queue
-    (`config.queue`, bound to the types in `EVENT_HANDLERS`) and serves `RPC_METHODS` on
-    `govbus.rpc.<config.service>`. `stop()` is graceful: it stops taking requests and events,
-    finishes what is in flight, then flushes the outbox once more.
+    (`config.queue`, bound to `PATTERNS`: the types in `EVENT_HANDLERS`) and serves
+    `RPC_METHODS` on `govbus.rpc.<config.service>`. `stop()` is graceful: it stops taking
+    requests and events, finishes what is in flight, then flushes the outbox once more.
     """
 
     def __init__(
@@ -77,41 +74,28 @@ class ManagerWorker:
         )
 
     async def start(self) -> None:
+        """Create the tables and start the relay, then consume events and serve requests."""
         if not self.bus.transport.is_connected:
             await self.bus.start()
         await create_tables(self.store.engine)
         if self.config.relay:
             await self.relay.start()
             self._relaying = True
-        handlers: dict[str, Handler] = {
-            event_type: functools.partial(handler, ctx=self.context)
-            for event_type, handler in EVENT_HANDLERS.items()
-        }
-        models = {event_type: EVENT_TYPES[event_type] for event_type in EVENT_HANDLERS}
-        self.consumer = await self.bus.subscribe(
-            self.config.queue, list(EVENT_HANDLERS), handlers, models
-        )
-        methods = {
-            self.config.service + name.removeprefix(SERVICE): Method(
-                request, functools.partial(handler, ctx=self.context)
-            )
-            for name, (request, handler) in RPC_METHODS.items()
-        }
+        handlers = bind_events(EVENT_HANDLERS, self.context)
+        self.consumer = await self.bus.subscribe(self.config.queue, PATTERNS, handlers)
+        service = self.config.service
+        methods = bind_methods(RPC_METHODS, self.context, service=service)
         # Forged requests (not through govbus.rpc) land in this worker's own DLQ.
-        self.server = await self.bus.serve(
-            self.config.service, methods, dead_letter=self.config.queue
-        )
+        self.server = await self.bus.serve(service, methods, dead_letter=self.config.queue)
         log.info("manager worker ready on %s (queue %s)", self.bus.transport.url, self.config.queue)
 
     async def stop(self) -> None:
         """Graceful: no new work, in-flight work finished, the outbox flushed, store closed."""
         if self.server is not None:
-            await self.server.stop()
-            _discard(self.bus.servers, self.server)
+            await self.bus.unsubscribe(self.server)
             self.server = None
         if self.consumer is not None:
-            await self.consumer.stop()
-            _discard(self.bus.consumers, self.consumer)
+            await self.bus.unsubscribe(self.consumer)
             self.consumer = None
         if self._relaying:
             self._relaying = False
@@ -123,8 +107,3 @@ class ManagerWorker:
                 log.debug("outbox flush failure", exc_info=exc)
         if self._owns_store:
             await self.store.close()
-
-
-def _discard(items: list[T], item: T) -> None:
-    if item in items:
-        items.remove(item)

@@ -6,7 +6,7 @@ for another language) can take the contract alone.
 - Events (`Event` subclasses, listed in `EVENT_TYPES` by their `TYPE`, which is also the
   routing key on `govbus.events`) ignore unknown fields. Schema changes are additive: new
   optional fields only. A breaking change is a new event type with a `.v2` suffix.
-- RPC requests (`Request` subclasses, paired with their replies in `RPC_METHODS`) refuse
+- RPC requests (`Request` subclasses, paired with their replies in `RPC_CONTRACT`) refuse
   unknown fields; replies (`Reply`) ignore them. A failed request answers an `ErrorBody`.
 - Resource specs and stored resources are discriminated unions on `kind`
   (`SPEC_ADAPTER`, `RESOURCE_ADAPTER`).
@@ -75,7 +75,7 @@ from .resources import (
     validate_patch,
 )
 from .rpc import (
-    RPC_METHODS,
+    RPC_CONTRACT,
     CreateResourceRequest,
     DeleteReply,
     DeleteResourceRequest,
@@ -102,7 +102,7 @@ __all__ = [
     "EVENT_TYPES",
     "PATCH_MODELS",
     "RESOURCE_ADAPTER",
-    "RPC_METHODS",
+    "RPC_CONTRACT",
     "SPEC_ADAPTER",
     "Address",
     "CreateResourceRequest",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from ._base import Reply, Request
 from ._types import (
@@ -28,7 +28,7 @@ from .registry import Instance
 from .resources import Resource, ResourcePatch, ResourceSpec
 
 __all__ = [
-    "RPC_METHODS",
+    "RPC_CONTRACT",
     "CreateResourceRequest",
     "DeleteReply",
     "DeleteResourceRequest",
@@ -196,28 +196,19 @@ ErrorCode = Literal["not_found", "invalid", "conflict", "unavailable", "internal
 
 
 class ErrorBody(Reply):
-    """The body of a reply whose `x-govbus-status` is not `ok`."""
+    """The body of a reply whose `x-govbus-status` is not `ok`.
+
+    An `invalid` one names each bad field in `details.errors`: `[{"field", "message"}]`.
+    """
 
     code: ErrorCode
     message: str
     details: dict[str, Any] = {}
 
-    @classmethod
-    def from_validation_error(cls, exc: ValidationError, message: str = "") -> ErrorBody:
-        """An `invalid` error naming each bad field: `details.errors` of `{field, message}`."""
-        errors = [
-            {"field": ".".join(str(part) for part in err["loc"]), "message": err["msg"]}
-            for err in exc.errors(include_url=False, include_context=False, include_input=False)
-        ]
-        if not message and errors:
-            field, text = errors[0]["field"], errors[0]["message"]
-            message = f"{field}: {text}" if field else text
-        return cls(code="invalid", message=message or "invalid input", details={"errors": errors})
-
 
 # --- the table -----------------------------------------------------------------------------------
 
-RPC_METHODS: dict[str, tuple[type[Request], type[BaseModel]]] = {
+RPC_CONTRACT: dict[str, tuple[type[Request], type[BaseModel]]] = {
     "discovery.services": (ServicesRequest, ServicesView),
     "discovery.service": (ServiceRequest, ServiceView),
     "discovery.instance": (InstanceRequest, InstanceView),
@@ -229,4 +220,5 @@ RPC_METHODS: dict[str, tuple[type[Request], type[BaseModel]]] = {
     "manager.update": (UpdateResourceRequest, ResourceReply),
     "manager.delete": (DeleteResourceRequest, DeleteReply),
 }
-"""Method name (the routing key on `govbus.rpc`) -> (request model, reply model)."""
+"""The RPC contract: method name (the routing key on `govbus.rpc`) -> (request model, reply
+model). Each worker builds its own `RPC_METHODS` table (with handlers) from it."""

@@ -48,7 +48,6 @@ from bus.consumer import EventConsumer, Handler
 from bus.errors import BusError
 from bus.eventlog import LogEvent
 from bus.message import Delivery, Message
-from bus.process import Runnable
 from bus.replay._quiet import Activity, Connections, unwatch_tasks, watch_tasks
 from bus.replay._stores import WorkerStores
 from bus.replay.participants import Participants, Stage, WorkerFactory
@@ -56,12 +55,13 @@ from bus.store import Store, create_engine
 from bus.tap import Tap
 from bus.topology import EVENTS, declare_exchanges
 from bus.transport.memory import MemoryBroker, MemoryTransport
+from bus.worker import Worker
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Replay", "ReplayError", "ReplayStats"]
 
-W = TypeVar("W", bound=Runnable)
+W = TypeVar("W", bound=Worker)
 
 _QUIET_CHECKS = 2  # quiet checks in a row (a loop pass apart) that end a step that was busy
 _SPINS_BEFORE_BACKOFF = 4  # busy with nothing able to run: a few loop passes, then 1 ms naps

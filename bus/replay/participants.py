@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from bus.client import Bus
 from bus.clock import VirtualClock
 from bus.eventlog import LogEvent
-from bus.process import Runnable
 from bus.store import Store
+from bus.worker import Worker
 
 if TYPE_CHECKING:
     from bus.replay.engine import Replay
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Participants", "Stage", "WorkerFactory"]
 
-W = TypeVar("W", bound=Runnable)
+W = TypeVar("W", bound=Worker)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,10 @@ Reconnection is ours rather than aio-pika's robust connection, whose open bugs s
 here (consumers not restored, RPC futures left hanging): when the connection drops, every
 waiter fails at once with `ConnectionLost`, and a supervisor reconnects with backoff,
 re-declares the recorded topology and restores every consumer before it reports ready again.
+
+The topology is recorded as typed declarations (`ExchangeDeclaration`, `QueueSpec`,
+`Binding`), and channels come up one way (`_set_up`) on connect, on reconnect and after a
+channel error closed the publishing channels.
 """
 
 from __future__ import annotations
@@ -18,163 +22,63 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aio_pika
 import aiormq
 import aiormq.exceptions as amqp_exc
 from aio_pika.abc import AbstractChannel, AbstractConnection
-from pamqp import commands as spec
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from bus.errors import (
     AccessRefused,
-    BrokerUnreachable,
     BusError,
-    ConfigError,
     ConnectionLost,
-    LoginRefused,
     PublishError,
     TopologyError,
     Unroutable,
 )
-from bus.message import Delivery, Message
-from bus.transport._tls import check_query, tls_context, tls_failure
+from bus.message import Message
+from bus.transport._amqp_delivery import AmqpDelivery, dropped, properties
+from bus.transport._amqp_url import connect_error, normalize_url
+from bus.transport._tls import tls_context
 from bus.transport.base import ExchangeKind, OnDelivery, QueueSpec, Subscription, Transport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DEFAULT_HEARTBEAT_S = 10
+
+@dataclass(frozen=True, slots=True)
+class ExchangeDeclaration:
+    """An exchange the transport declared (and declares again after a reconnection)."""
+
+    name: str
+    kind: ExchangeKind
+    durable: bool
 
 
-def normalize_url(url: str) -> str:
-    """Validate an AMQP URL and give it govbus' default heartbeat when it names none."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-        raise ConfigError(
-            f"GOVBUS_URL must look like amqp://user:pass@host:5672/vhost, got {url!r}"
-        )
-    try:
-        _ = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"GOVBUS_URL has a bad port: {url!r}") from exc
-    query = dict(parse_qsl(parts.query))
-    check_query(parts.scheme, query)
-    query.setdefault("heartbeat", str(DEFAULT_HEARTBEAT_S))
-    return urlunsplit(parts._replace(query=urlencode(query)))
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A queue bound to an exchange with a routing key."""
+
+    queue: str
+    exchange: str
+    routing_key: str
 
 
-def _connect_error(url: str, exc: BaseException) -> ConnectionLost:
-    """Why a connection could not be made, naming user and address (never the password)."""
-    parts = urlsplit(url)
-    port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
-    where = f"{parts.scheme}://{parts.hostname}:{port}{parts.path or '/'}"
-    user = unquote(parts.username or "guest")
-    # Before Connection.OpenOk: RabbitMQ closes with ACCESS_REFUSED on bad credentials
-    # (aiormq: ProbableAuthenticationError), with NOT_ALLOWED on a vhost the user may not open
-    # (aiormq: a Connection.Close where it expected OpenOk).
-    if isinstance(exc, amqp_exc.ProbableAuthenticationError):
-        return LoginRefused(
-            f"authentication failed: the broker at {where} refused user {user!r} "
-            "(ACCESS_REFUSED: wrong user name or password)"
-        )
-    if isinstance(exc, amqp_exc.InvalidFrameError) and "Connection.Close" in str(exc):
-        vhost = unquote(parts.path[1:]) or "/"
-        return LoginRefused(
-            f"the broker at {where} did not let user {user!r} open vhost {vhost!r} "
-            "(NOT_ALLOWED: no such vhost, or no permission on it)"
-        )
-    tls = None
-    if parts.scheme == "amqps":
-        tls = tls_failure(exc, client_cert="certfile" in parts.query)
-    reason = tls or exc or type(exc).__name__
-    return BrokerUnreachable(f"cannot reach the broker at {where}: {reason}")
+Declaration = ExchangeDeclaration | QueueSpec | Binding
+"""The topology a transport records, in the order it was declared."""
 
 
-def _properties(message: Message) -> spec.Basic.Properties:
-    return spec.Basic.Properties(
-        content_type=message.content_type,
-        headers=message.headers or None,
-        delivery_mode=2 if message.persistent else 1,
-        correlation_id=message.correlation_id,
-        reply_to=message.reply_to,
-        expiration=str(message.expiration_ms) if message.expiration_ms is not None else None,
-        message_id=message.message_id,
-        timestamp=message.timestamp,
-        message_type=message.type,
-        app_id=message.app_id,
+def _describe(declaration: Declaration) -> str:
+    if isinstance(declaration, ExchangeDeclaration):
+        return f"exchange {declaration.name!r}"
+    if isinstance(declaration, QueueSpec):
+        return f"queue {declaration.name!r}"
+    return (
+        f"the binding of queue {declaration.queue!r} to {declaration.exchange!r} "
+        f"with key {declaration.routing_key!r}"
     )
-
-
-def _message(delivered: aiormq.abc.DeliveredMessage) -> Message:
-    props = delivered.header.properties
-    return Message(
-        body=delivered.body,
-        message_id=props.message_id,
-        type=props.message_type,
-        timestamp=props.timestamp,
-        app_id=props.app_id,
-        content_type=props.content_type,
-        correlation_id=props.correlation_id,
-        reply_to=props.reply_to,
-        headers=props.headers or {},
-        expiration_ms=int(props.expiration) if props.expiration else None,
-        persistent=props.delivery_mode == 2,
-    )
-
-
-def _dropped(exc: asyncio.CancelledError) -> bool:
-    """True when aiormq cancelled our operation because the connection died (it passes its
-    reader task's cancellation on to every pending future), False when the caller's own task
-    is being cancelled. The first is a `ConnectionLost`: let it through as a cancellation and
-    the caller's task ends as if cancelled (a publisher stops publishing, a consumer stops
-    consuming while the broker still counts it)."""
-    task = asyncio.current_task()
-    return task is None or not task.cancelling()
-
-
-class _AmqpDelivery(Delivery):
-    __slots__ = ("_channel", "_tag")
-
-    def __init__(
-        self, delivered: aiormq.abc.DeliveredMessage, channel: aiormq.abc.AbstractChannel
-    ) -> None:
-        frame = delivered.delivery
-        assert isinstance(frame, spec.Basic.Deliver | spec.Basic.Return)
-        message = _message(delivered)
-        count = message.headers.get("x-delivery-count", 0)
-        super().__init__(
-            message,
-            exchange=frame.exchange or "",
-            routing_key=frame.routing_key or "",
-            redelivered=bool(getattr(frame, "redelivered", False)),
-            delivery_count=int(count) if isinstance(count, int) else 0,
-        )
-        self._channel = channel
-        self._tag = getattr(frame, "delivery_tag", 0)
-
-    async def ack(self) -> None:
-        await self._settle(self._channel.basic_ack(self._tag, wait=False), "ack")
-
-    async def nack(self, *, requeue: bool) -> None:
-        await self._settle(self._channel.basic_nack(self._tag, requeue=requeue), "nack")
-
-    @staticmethod
-    async def _settle(frame: Awaitable[object], what: str) -> None:
-        try:
-            await frame
-        except (
-            amqp_exc.AMQPError,
-            aiormq.exceptions.ChannelInvalidStateError,
-            ConnectionError,
-        ) as exc:
-            # The channel is gone: the broker gives the message back, and inboxes absorb it.
-            raise ConnectionLost(f"{what} failed, the message will be redelivered: {exc}") from exc
-        except asyncio.CancelledError as exc:
-            if not _dropped(exc):
-                raise
-            raise ConnectionLost(f"{what} failed, the message will be redelivered") from exc
 
 
 @dataclass(eq=False)
@@ -195,7 +99,7 @@ class _AmqpSubscription(Subscription):
         deliver = self.on_delivery
 
         async def callback(delivered: aiormq.abc.DeliveredMessage) -> None:
-            deliver(_AmqpDelivery(delivered, raw))
+            deliver(AmqpDelivery(delivered, raw))
 
         ok = await raw.basic_consume(self.queue, callback, arguments=self.arguments)
         self.tag = ok.consumer_tag
@@ -220,6 +124,8 @@ class _AmqpSubscription(Subscription):
 class AmqpTransport(Transport):
     """A self-healing connection to RabbitMQ."""
 
+    keeps_log = True
+
     def __init__(
         self,
         url: str,
@@ -239,7 +145,7 @@ class AmqpTransport(Transport):
         self._ready = asyncio.Event()
         self._closing = False
         self._supervisor: asyncio.Task[None] | None = None
-        self._topology: list[tuple[str, tuple[Any, ...]]] = []
+        self._topology: list[Declaration] = []
         self.subscriptions: set[_AmqpSubscription] = set()
         self._reply_handler: OnDelivery | None = None
         self._replies_on: aiormq.abc.AbstractChannel | None = None
@@ -266,26 +172,34 @@ class AmqpTransport(Transport):
                 ssl_context=self._tls,
             )
         except (OSError, TimeoutError, amqp_exc.AMQPError) as exc:
-            raise _connect_error(self.url, exc) from exc
+            raise connect_error(self.url, exc) from exc
         connection.close_callbacks.add(self._on_connection_close)
         self._connection = connection
         try:
-            confirm = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            fast = await connection.channel(publisher_confirms=False)
-            self._channels = [confirm, fast]
-            self._confirm = await confirm.get_underlay_channel()
-            self._fast = await fast.get_underlay_channel()
-            for op, args in self._topology:
-                await self._declare(op, args)
-            if self._reply_handler is not None:
-                await self._start_replies(self._reply_handler)
-            for sub in list(self.subscriptions):
-                if not sub.cancelled:
-                    await sub.start(connection)
+            await self._set_up(connection, restore=True)
         except amqp_exc.AMQPError as exc:
             await connection.close()
             raise ConnectionLost(f"setting up the connection failed: {exc}") from exc
         self._ready.set()
+
+    async def _set_up(self, connection: AbstractConnection, *, restore: bool) -> None:
+        """The one way channels come up, on connect, reconnect and after a channel error:
+        the confirm and fast publishing channels, direct replies on the confirm one, and on a
+        new connection (`restore`) the recorded topology and every live subscription."""
+        confirm = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        fast = await connection.channel(publisher_confirms=False)
+        self._channels = [confirm, fast]
+        self._confirm = await confirm.get_underlay_channel()
+        self._fast = await fast.get_underlay_channel()
+        if restore:
+            for declaration in self._topology:
+                await self._declare(declaration)
+        if self._reply_handler is not None:
+            await self._start_replies(self._reply_handler)
+        if restore:
+            for sub in list(self.subscriptions):
+                if not sub.cancelled:
+                    await sub.start(connection)
 
     def _on_connection_close(self, _: object, exc: BaseException | None = None) -> None:
         if self._closing:
@@ -377,72 +291,70 @@ class AmqpTransport(Transport):
                 f"{what}: the connection dropped ({exc or type(exc).__name__})"
             ) from exc
         except asyncio.CancelledError as exc:
-            if not _dropped(exc):
+            if not dropped(exc):
                 raise
             raise ConnectionLost(f"{what}: the connection dropped") from exc
 
     async def _reopen_channels(self) -> None:
-        """A channel error closes the channel: open fresh ones so publishing goes on."""
+        """A channel error closes the channel: open fresh ones so publishing goes on (the
+        broker keeps the topology and the subscriptions live on channels of their own)."""
         if self._connection is None or self._connection.is_closed:
             return
         for channel in self._channels:
             with contextlib.suppress(amqp_exc.AMQPError, RuntimeError):
                 await channel.close()
-        confirm = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-        fast = await self._connection.channel(publisher_confirms=False)
-        self._channels = [confirm, fast]
-        self._confirm = await confirm.get_underlay_channel()
-        self._fast = await fast.get_underlay_channel()
-        if self._reply_handler is not None:
-            await self._start_replies(self._reply_handler)
+        await self._set_up(self._connection, restore=False)
 
     # -- topology ----------------------------------------------------------------------------
 
-    async def _declare(self, op: str, args: tuple[Any, ...]) -> None:
+    async def _declare(self, declaration: Declaration) -> None:
         channel = self._confirm
         assert channel is not None
-        if op == "exchange":
-            name, kind, durable = args
-            await channel.exchange_declare(name, exchange_type=kind, durable=durable)
-        elif op == "queue":
-            (qspec,) = args
+        if isinstance(declaration, ExchangeDeclaration):
+            await channel.exchange_declare(
+                declaration.name, exchange_type=declaration.kind, durable=declaration.durable
+            )
+        elif isinstance(declaration, QueueSpec):
             await channel.queue_declare(
-                qspec.name,
-                durable=qspec.durable,
-                auto_delete=qspec.auto_delete,
-                exclusive=qspec.exclusive,
-                arguments=qspec.arguments or None,
+                declaration.name,
+                durable=declaration.durable,
+                auto_delete=declaration.auto_delete,
+                exclusive=declaration.exclusive,
+                arguments=declaration.arguments or None,
             )
         else:
-            queue, exchange, key = args
-            await channel.queue_bind(queue, exchange, routing_key=key)
+            await channel.queue_bind(
+                declaration.queue, declaration.exchange, routing_key=declaration.routing_key
+            )
 
-    async def _record(self, op: str, *args: Any) -> None:
+    async def _record(self, declaration: Declaration) -> None:
+        """Declare now, and again after every reconnection."""
         await self._wait_ready()
-        await self._guard(self._declare(op, args), f"declaring {op} {args[0]!r}")
-        if (op, args) not in self._topology:
-            self._topology.append((op, args))
+        await self._guard(self._declare(declaration), f"declaring {_describe(declaration)}")
+        if declaration not in self._topology:
+            self._topology.append(declaration)
 
     async def declare_exchange(
         self, name: str, kind: ExchangeKind, *, durable: bool = True
     ) -> None:
-        await self._record("exchange", name, kind, durable)
+        await self._record(ExchangeDeclaration(name, kind, durable))
 
     async def declare_queue(self, spec: QueueSpec) -> None:
-        await self._record("queue", spec)
+        await self._record(spec)
 
     async def bind(self, queue: str, exchange: str, routing_key: str) -> None:
-        await self._record("bind", queue, exchange, routing_key)
+        await self._record(Binding(queue, exchange, routing_key))
 
     async def delete_queue(self, queue: str) -> None:
         await self._wait_ready()
         assert self._confirm is not None
         await self._guard(self._confirm.queue_delete(queue), f"deleting queue {queue!r}")
+        # Forgotten with its bindings, so a reconnection does not bring it back.
         self._topology = [
-            (op, args)
-            for op, args in self._topology
-            if not (op == "queue" and args[0].name == queue)
-            and not (op == "bind" and args[0] == queue)
+            d
+            for d in self._topology
+            if not (isinstance(d, QueueSpec) and d.name == queue)
+            and not (isinstance(d, Binding) and d.queue == queue)
         ]
 
     async def queue_state(self, queue: str) -> tuple[int, int]:
@@ -471,7 +383,7 @@ class AmqpTransport(Transport):
                 message.body,
                 exchange=exchange,
                 routing_key=routing_key,
-                properties=_properties(message),
+                properties=properties(message),
                 mandatory=mandatory and confirm,
             ),
             f"publishing to {exchange!r} with key {routing_key!r}",
@@ -500,7 +412,7 @@ class AmqpTransport(Transport):
         self._replies_on = channel
 
         async def callback(delivered: aiormq.abc.DeliveredMessage) -> None:
-            on_delivery(_AmqpDelivery(delivered, channel))
+            on_delivery(AmqpDelivery(delivered, channel))
 
         await channel.basic_consume("amq.rabbitmq.reply-to", callback, no_ack=True)
 

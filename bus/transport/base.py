@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from bus.message import Delivery, Message
 
@@ -51,9 +51,16 @@ class Subscription(abc.ABC):
 
 
 class Transport(abc.ABC):
-    """Port for a message broker connection. Declarations are idempotent."""
+    """Port for a message broker connection. Declarations are idempotent.
+
+    `keeps_log`: whether this broker keeps the `govbus.log` stream, the durable record of
+    every event (`Bus.start` declares it). RabbitMQ does; the embedded broker does not, as it
+    would hold every event in memory for the life of the process (`govbus up` keeps its log
+    in its store instead).
+    """
 
     url: str
+    keeps_log: ClassVar[bool] = False
 
     @abc.abstractmethod
     async def connect(self) -> None:

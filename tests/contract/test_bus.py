@@ -20,10 +20,11 @@ from bus.errors import (
     NotFound,
     Reject,
     Retry,
+    TopologyError,
     Unavailable,
 )
 from bus.message import Delivery, EventMeta, Message, event_meta
-from bus.topology import EVENTS, RPC
+from bus.topology import EVENTS, LOG, RPC
 from bus.transport import DIRECT_REPLY_TO, QueueSpec
 from schemas import EVENT_TYPES, Heartbeat, Register
 from tests._wait import eventually
@@ -328,3 +329,58 @@ async def test_graceful_stop_finishes_in_flight_work(broker_url, name):
         assert await observer.transport.queue_state(queue) == (0, 0)
         await observer.transport.delete_queue(queue)
         await observer.transport.delete_queue(f"{queue}.dlq")
+
+
+async def test_unsubscribe_stops_one_consumer_and_forgets_it(bus, name):
+    handled: dict[str, list[str]] = {"kept": [], "dropped": []}
+
+    def handler(which: str):
+        async def on_heartbeat(event: Heartbeat, meta: EventMeta) -> None:
+            handled[which].append(meta.id)
+
+        return on_heartbeat
+
+    queues = {which: f"{name}.{which}" for which in handled}
+    consumers = {
+        which: await bus.subscribe(
+            queue, ["registry.heartbeat"], {"registry.heartbeat": handler(which)}, EVENT_TYPES
+        )
+        for which, queue in queues.items()
+    }
+    await bus.unsubscribe(consumers["dropped"])
+    await bus.unsubscribe(consumers["dropped"])  # stopping it again does nothing
+
+    assert bus.consumers == [consumers["kept"]] and bus.ready
+    event_id = await bus.publish(Heartbeat(service="s", instance_id="i"))
+    await eventually(lambda: handled["kept"] == [event_id])
+    # The other queue keeps the event for a consumer to come: nobody takes it from this bus.
+    assert await bus.transport.queue_state(queues["dropped"]) == (1, 0)
+    assert handled["dropped"] == []
+    for queue in queues.values():
+        await bus.transport.delete_queue(queue)
+        await bus.transport.delete_queue(f"{queue}.dlq")
+
+
+async def test_unsubscribe_stops_one_server_and_forgets_it(bus, name):
+    async def echo(req: Echo) -> dict[str, str]:
+        return {"echo": req.text}
+
+    kept = await bus.serve(f"{name}-kept", {f"{name}.kept": Method(Echo, echo)})
+    dropped = await bus.serve(f"{name}-dropped", {f"{name}.dropped": Method(Echo, echo)})
+    assert await bus.call(f"{name}.dropped", {"text": "hi"}) == {"echo": "hi"}
+
+    await bus.unsubscribe(dropped)
+
+    assert bus.servers == [kept] and bus.ready
+    with pytest.raises(NoResponder):  # its queue went with its last consumer
+        await bus.call(f"{name}.dropped", {"text": "hi"})
+    assert await bus.call(f"{name}.kept", {"text": "still"}) == {"echo": "still"}
+
+
+async def test_the_log_stream_is_declared_where_the_broker_keeps_one(bus, broker_url):
+    assert bus.transport.keeps_log is broker_url.startswith("amqp")
+    if bus.transport.keeps_log:
+        await bus.transport.queue_state(LOG)  # declared by Bus.start: no TopologyError
+    else:
+        with pytest.raises(TopologyError):
+            await bus.transport.queue_state(LOG)

@@ -32,9 +32,7 @@ class Harness:
 
     def __init__(self, url: str, unique: str, db_url: str, clock: Any = None) -> None:
         self.url, self.unique, self.db_url, self.clock = url, unique, db_url, clock
-        self.config = DiscoveryConfig(
-            queue=f"{unique}.discovery", rpc_namespace=f"{unique}.discovery"
-        )
+        self.config = DiscoveryConfig(queue=f"{unique}.discovery", service=f"{unique}.discovery")
         self.client = Bus(url, source="test", clock=clock)
         self.events: list[tuple[EventMeta, Any]] = []
         self.worker: DiscoveryWorker | None = None

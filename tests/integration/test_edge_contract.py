@@ -18,7 +18,7 @@ from jsonschema import Draft7Validator, Draft202012Validator
 from swagger_ui_bundle import swagger_ui_path
 
 from bus.topology import DELIVERY_LIMIT, DLX, EVENTS, RPC, worker_queue
-from schemas import EVENT_TYPES, RPC_METHODS
+from schemas import EVENT_TYPES, RPC_CONTRACT
 from tests._asyncapi import asyncapi_3_schema
 from tests._edge_stack import edge_stack
 
@@ -129,7 +129,7 @@ async def test_asyncapi_describes_the_bus_and_is_valid_asyncapi_3(stack):
         assert operations[kind]["bindings"]["amqp"]["deliveryMode"] == 2  # persistent
     headers = schemas["CloudEventHeaders"]
     assert {"ce-specversion", "ce-time", "ce-source", "traceparent"} <= set(headers["properties"])
-    for method in RPC_METHODS:
+    for method in RPC_CONTRACT:
         call = operations[method]
         assert call["messages"] == [{"$ref": f"#/channels/rpc/messages/{method}.request"}]
         assert {"$ref": f"#/channels/replies/messages/{method}.reply"} in call["reply"]["messages"]

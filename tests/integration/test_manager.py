@@ -25,7 +25,7 @@ from bus.errors import Conflict, Invalid, NotFound, Unavailable
 from bus.store import OutboxRow
 from manager_worker import SOURCE, ManagerConfig, ManagerWorker, bootstrap
 from manager_worker.db import ResourceRow
-from manager_worker.outbox import derived_id
+from manager_worker.outbox import caused_id
 from schemas import (
     EVENT_TYPES,
     Instance,
@@ -526,7 +526,7 @@ async def test_host_failure_makes_resources_unreachable_and_back(broker_url, sql
         }
         ids = {web["id"]: "web-1", vol["id"]: "data"}
         for meta, event in lost:
-            assert meta.id == derived_id(cause, event.resource.id, "resource.status_changed")
+            assert meta.id == caused_id(cause, event.resource.id, "resource.status_changed")
             assert meta.time == at == event.resource.updated_at
             assert ids[event.resource.id] == event.resource.name
 
@@ -633,7 +633,7 @@ async def test_drift_reports_missing_unexpected_and_mismatched(memory_url, sqlit
         )
         await h.feed(report, event_id=cause, at=at)
         ((meta, drift),) = await h.wait_events(1, "resource.drift")
-        assert meta.id == derived_id(cause, hid("h-1"), "resource.drift")
+        assert meta.id == caused_id(cause, hid("h-1"), "resource.drift")
         assert meta.time == at and meta.source == SOURCE
         assert drift.host == hid("h-1")
         assert [(r.kind, r.name, r.status) for r in drift.missing] == [("volume", "data", "active")]

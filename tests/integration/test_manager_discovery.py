@@ -26,7 +26,7 @@ async def test_placement_and_host_health_through_the_real_discovery_worker(
         bus=discovery_bus,
         db_url=f"sqlite+aiosqlite:///{tmp_path}/discovery.db",
         clock=clock,
-        config=DiscoveryConfig(queue=f"{unique}.discovery", rpc_namespace=namespace),
+        config=DiscoveryConfig(queue=f"{unique}.discovery", service=namespace),
     )
     await discovery.start()
     try:

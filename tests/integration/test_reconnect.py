@@ -14,7 +14,9 @@ import pytest
 
 from bus import Bus, ConnectionLost, Method
 from bus.consumer import ConsumerPolicy
-from bus.message import EventMeta
+from bus.errors import TopologyError
+from bus.message import EventMeta, Message
+from bus.transport import QueueSpec
 from schemas import EVENT_TYPES, Heartbeat
 from tests._proxy import TcpProxy
 from tests._wait import eventually
@@ -97,6 +99,36 @@ async def test_tcp_reset_restores_consumers_and_calls(amqp_url, unique):
             async with Bus(amqp_url, source="cleanup") as c:
                 await c.transport.delete_queue(queue)
                 await c.transport.delete_queue(f"{queue}.dlq")
+
+
+async def test_a_reconnection_declares_the_recorded_topology_and_not_what_was_deleted(
+    amqp_url, unique
+):
+    """What the transport declared comes back after a cut (here: a queue and its binding the
+    broker lost meanwhile), and a queue it deleted stays deleted, with its bindings."""
+    kept, deleted, exchange = f"{unique}.kept", f"{unique}.deleted", f"{unique}.x"
+    async with TcpProxy("127.0.0.1", 5672) as proxy:
+        url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/?heartbeat=2"
+        async with Bus(url, source="topology") as bus, Bus(amqp_url, source="other") as other:
+            t = bus.transport
+            try:
+                await t.declare_exchange(exchange, "topic", durable=False)
+                for queue in (kept, deleted):
+                    await t.declare_queue(QueueSpec(queue, durable=False))
+                    await t.bind(queue, exchange, queue)
+                await t.delete_queue(deleted)
+                await other.transport.delete_queue(kept)  # lost while nobody looks
+
+                await proxy.cut()
+                await eventually(lambda: t.reconnects == 1 and t.is_connected, timeout=10)
+
+                await other.transport.publish(exchange, kept, Message(body=b"{}"))
+                assert (await other.transport.queue_state(kept))[0] == 1  # declared, bound
+                with pytest.raises(TopologyError):
+                    await other.transport.queue_state(deleted)
+            finally:
+                for queue in (kept, deleted):
+                    await other.transport.delete_queue(queue)
 
 
 async def test_blackhole_is_detected_by_heartbeat_and_healed(amqp_url, unique):

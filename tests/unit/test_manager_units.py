@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 from manager_worker.drift import compare
-from manager_worker.outbox import derived_id
+from manager_worker.outbox import caused_id
 from schemas import RESOURCE_ADAPTER, ObservedResource
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -61,12 +61,12 @@ def test_missing_unexpected_and_mismatched_sorted_by_kind_and_name():
 
 def test_derived_ids_depend_on_cause_subject_and_type_only():
     cause = "7d3f0a64-3f38-4bb8-9a8e-2a4f3d2b9c11"
-    one = derived_id(cause, "r-1", "resource.status_changed")
-    assert one == derived_id(cause, "r-1", "resource.status_changed")
+    one = caused_id(cause, "r-1", "resource.status_changed")
+    assert one == caused_id(cause, "r-1", "resource.status_changed")
     assert uuid.UUID(one).version == 5
     others = {
-        derived_id(cause, "r-2", "resource.status_changed"),
-        derived_id(cause, "r-1", "resource.drift"),
-        derived_id("another-cause", "r-1", "resource.status_changed"),
+        caused_id(cause, "r-2", "resource.status_changed"),
+        caused_id(cause, "r-1", "resource.drift"),
+        caused_id("another-cause", "r-1", "resource.status_changed"),
     }
     assert one not in others and len(others) == 3

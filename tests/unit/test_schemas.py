@@ -13,10 +13,9 @@ import schemas
 from schemas import (
     EVENT_TYPES,
     RESOURCE_ADAPTER,
-    RPC_METHODS,
+    RPC_CONTRACT,
     SPEC_ADAPTER,
     CreateResourceRequest,
-    ErrorBody,
     Event,
     Heartbeat,
     Instance,
@@ -299,7 +298,7 @@ def test_request_defaults():
 
 
 def test_every_rpc_method_pairs_a_request_with_a_reply():
-    assert set(RPC_METHODS) == {
+    assert set(RPC_CONTRACT) == {
         "discovery.services",
         "discovery.service",
         "discovery.instance",
@@ -311,19 +310,9 @@ def test_every_rpc_method_pairs_a_request_with_a_reply():
         "manager.update",
         "manager.delete",
     }
-    for request, reply in RPC_METHODS.values():
+    for request, reply in RPC_CONTRACT.values():
         assert issubclass(request, schemas.Request)
         assert issubclass(reply, BaseModel)
-
-
-def test_error_body_from_validation_error_names_the_field():
-    with pytest.raises(ValidationError) as info:
-        Register.model_validate({**REGISTER, "port": 0})
-    body = ErrorBody.from_validation_error(info.value)
-
-    assert body.code == "invalid"
-    assert body.message.startswith("port: ")
-    assert body.details["errors"][0]["field"] == "port"
 
 
 # --- catalog -------------------------------------------------------------------------------------
