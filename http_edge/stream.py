@@ -73,7 +73,7 @@ class _Stream:
                 self.tap = await self.state.bus.tap(
                     self.patterns,
                     self.on_delivery,
-                    prefix="govhttp_edge.sse",
+                    prefix="govbus.edge.sse",
                     max_length=BACKLOG,
                     prefetch=BACKLOG,
                 )

@@ -246,7 +246,7 @@ async def deployment(node: PrivateRabbit, tmp_path: Path) -> AsyncIterator[Deplo
         test_app = await stack.enter_async_context(app.test_app())
         sse_seen: list[Delivery] = []
         sse = await edge_bus.tap(
-            ["registry.#"], sse_seen.append, prefix="govhttp_edge.sse", max_length=1000
+            ["registry.#"], sse_seen.append, prefix="govbus.edge.sse", max_length=1000
         )
         admin = await stack.enter_async_context(Bus(url(node, "admin"), source="operator"))
         seen: list[Delivery] = []
@@ -464,11 +464,11 @@ async def other_queues(d: Deployment, matrix: Matrix) -> None:
                     assert result == REFUSED, (user, what, queue)
     for user in ("discovery", "manager"):
         result = await attempt(d.node, user, consume(d.sse.name))
-        matrix.add("consume an edge event-stream queue (govhttp_edge.sse.*)", user, result)
+        matrix.add("consume an edge event-stream queue (govbus.edge.sse.*)", user, result)
         assert result == REFUSED
 
     async def hijack(channel: aio_pika.abc.AbstractChannel) -> None:
-        queue = await channel.declare_queue("govhttp_edge.hijack", exclusive=True)
+        queue = await channel.declare_queue("govbus.edge.hijack", exclusive=True)
         await queue.bind("govbus.rpc", "discovery.pick")
 
     result = await attempt(d.node, "edge", hijack)
