@@ -101,6 +101,25 @@ def parse_time(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def parse_moment(text: str) -> datetime:
+    """A moment a user gave (`--until`, `?at=`): an RFC 3339 date and time with its offset
+    (`2026-01-01T12:00:00Z`, `…+02:00`). Raises ValueError saying what is wrong; unlike
+    `parse_time` (for what the bus carries), a time without an offset is refused, since it
+    would silently mean UTC to us and local time to the user."""
+    text = text.strip()
+    if "T" not in text.upper() and " " not in text:
+        raise ValueError(f"not an RFC 3339 date and time (e.g. 2026-01-01T12:00:00Z): {text!r}")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"not an RFC 3339 date and time (e.g. 2026-01-01T12:00:00Z): {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValueError(f"no UTC offset (add Z or +HH:MM): {text!r}")
+    return moment.astimezone(UTC)
+
+
 def event_message(
     *,
     event_type: str,

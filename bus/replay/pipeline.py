@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from bus.eventlog import LogEvent
@@ -34,12 +35,20 @@ async def replay_log(
     seed: int = 0,
     db_url: str | None = None,
     progress: Callable[[int], None] | None = None,
+    until: datetime | None = None,
 ) -> Outcome:
-    """Replay a whole log into fresh `participants` and return their state at its last event.
+    """Replay a whole log into fresh `participants` and return their state at its last event,
+    or at `until`.
 
     `events` is read once, as it streams (`read_log`); `progress(n)` is called now and then
     with the number of events read so far. With `verify`, the events the participants
     regenerate are compared with the recorded ones (`Participants.verifier`).
+
+    `until`: the state at that moment. Feeding stops at the first event to feed that happened
+    later; the clock then moves to `until`, so every timer due by then (an expiry, say) fires
+    and none due later does, and the state's `at` is `until`. With `verify`, the recorded
+    worker events up to `until` are still read for 5 s of log time past it (a worker
+    event reaches the log a little after its cause).
     """
     verifier = participants.verifier() if verify else None
     count = 0
@@ -50,13 +59,25 @@ async def replay_log(
         ordered = commands_in_time(
             events, is_command=participants.is_command, regenerated=participants.sources
         )
+        past = False  # `until` passed: only reading recorded worker events for `verify`
         for event in ordered:
+            if until is not None and event.time > until:
+                if verifier is None or event.time > until + _VERIFY_WINDOW:
+                    break
+                past = True
+                continue
+            if past:
+                if event.source in participants.sources and not participants.is_command(event):
+                    verifier.recorded(event)  # type: ignore[union-attr]
+                continue
             count += 1
             await replay.feed(event)
             if verifier is not None:
                 verifier.recorded(event)
             if progress is not None and count % 4096 == 0:
                 progress(count)
+        if until is not None:
+            replay.note_time(until)
         if replay.last_time is not None:
             await replay.advance_to(replay.last_time)
             await replay.settle()
@@ -66,6 +87,9 @@ async def replay_log(
             progress(count)
         errors = list(participants.command_errors)
         return Outcome(state, differences, errors, replay.stats, count)
+
+
+_VERIFY_WINDOW = timedelta(seconds=5)
 
 
 def commands_in_time(
