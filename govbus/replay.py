@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 from bus.client import Bus
 from bus.errors import BusError
 from bus.eventlog import LogEvent
-from bus.message import EventMeta, format_time
+from bus.message import EventMeta, format_time, parse_time
 from bus.replay import Outcome, Replay, Stage, Verifier
 from bus.replay import commands_in_time as _commands_in_time
 from bus.replay import replay_log as _replay_log
@@ -162,6 +162,20 @@ class Workers:
         except BusError as exc:
             self.command_errors.append(f"{event.type} {name!r} at version {version}: {exc}")
             log.warning("replay: re-running %s for %r failed: %s", event.type, name, exc)
+
+    async def checkpoint(self) -> dict[str, Any]:
+        """For a history's snapshot: the discovery worker writes what it holds in memory
+        (heartbeat times), and what the stores do not hold is returned."""
+        assert self.discovery is not None
+        await self.discovery.settle()
+        since = self.protection_since
+        return {"ids": dict(self.ids), "protection_since": format_time(since) if since else None}
+
+    def recall(self, memo: Mapping[str, Any]) -> None:
+        """Take back what `checkpoint` returned, on workers restored from its stores."""
+        self.ids = dict(memo.get("ids") or {})
+        since = memo.get("protection_since")
+        self.protection_since = parse_time(since) if since else None
 
     def recorded_id(self, resource_id: str) -> str:
         return self.ids.get(resource_id, resource_id)

@@ -11,9 +11,9 @@ from typing import Any
 from bus.eventlog import LogEvent
 from bus.replay.engine import Replay, ReplayStats
 from bus.replay.participants import Participants
-from bus.replay.verify import Difference
+from bus.replay.verify import Difference, Verifier
 
-__all__ = ["Outcome", "commands_in_time", "replay_log"]
+__all__ = ["Outcome", "commands_in_time", "feed_until", "replay_log"]
 
 
 @dataclass(slots=True)
@@ -51,7 +51,6 @@ async def replay_log(
     event reaches the log a little after its cause).
     """
     verifier = participants.verifier() if verify else None
-    count = 0
     async with Replay(capture=False) as replay:
         await replay.attach(participants, seed=seed, db_url=db_url)
         if verifier is not None:
@@ -59,34 +58,55 @@ async def replay_log(
         ordered = commands_in_time(
             events, is_command=participants.is_command, regenerated=participants.sources
         )
-        past = False  # `until` passed: only reading recorded worker events for `verify`
-        for event in ordered:
-            if until is not None and event.time > until:
-                if verifier is None or event.time > until + _VERIFY_WINDOW:
-                    break
-                past = True
-                continue
-            if past:
-                if event.source in participants.sources and not participants.is_command(event):
-                    verifier.recorded(event)  # type: ignore[union-attr]
-                continue
-            count += 1
-            await replay.feed(event)
-            if verifier is not None:
-                verifier.recorded(event)
-            if progress is not None and count % 4096 == 0:
-                progress(count)
-        if until is not None:
-            replay.note_time(until)
-        if replay.last_time is not None:
-            await replay.advance_to(replay.last_time)
-            await replay.settle()
+        count = await feed_until(replay, ordered, until=until, verifier=verifier, progress=progress)
         state = await replay.state()
         differences = verifier.finish() if verifier is not None else []
         if progress is not None:
             progress(count)
         errors = list(participants.command_errors)
         return Outcome(state, differences, errors, replay.stats, count)
+
+
+async def feed_until(
+    replay: Replay,
+    events: Iterable[LogEvent],
+    *,
+    until: datetime | None = None,
+    verifier: Verifier | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Feed `events` (in the order to feed them: see `commands_in_time`) to `replay`, up to
+    `until` if given, then move its clock to the last event, or to `until` (see `replay_log`);
+    returns how many were fed. `replay` must have its participants attached."""
+    participants = replay.participants
+    sources = participants.sources if participants is not None else frozenset()
+    count = 0
+    past = False  # `until` passed: only reading recorded worker events for `verify`
+    for event in events:
+        if until is not None and event.time > until:
+            if verifier is None or event.time > until + _VERIFY_WINDOW:
+                break
+            past = True
+            continue
+        if past:
+            regenerated = event.source in sources and not (
+                participants is not None and participants.is_command(event)
+            )
+            if verifier is not None and regenerated:
+                verifier.recorded(event)
+            continue
+        count += 1
+        await replay.feed(event)
+        if verifier is not None:
+            verifier.recorded(event)
+        if progress is not None and count % 4096 == 0:
+            progress(count)
+    if until is not None:
+        replay.note_time(until)
+    if replay.last_time is not None:
+        await replay.advance_to(replay.last_time)
+        await replay.settle()
+    return count
 
 
 _VERIFY_WINDOW = timedelta(seconds=5)
