@@ -106,15 +106,15 @@ def parse_moment(text: str) -> datetime:
     (`2026-01-01T12:00:00Z`, `…+02:00`). Raises ValueError saying what is wrong; unlike
     `parse_time` (for what the bus carries), a time without an offset is refused, since it
     would silently mean UTC to us and local time to the user."""
-    text = text.strip()
-    if "T" not in text.upper() and " " not in text:
-        raise ValueError(f"not an RFC 3339 date and time (e.g. 2026-01-01T12:00:00Z): {text!r}")
+    # RFC 3339 allows a lowercase t and z; Python wants them upper.
+    upper = text.strip().upper()
+    wrong = f"not an RFC 3339 date and time (e.g. 2026-01-01T12:00:00Z): {text!r}"
+    if "T" not in upper and " " not in upper:
+        raise ValueError(wrong)
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(upper)
     except ValueError:
-        raise ValueError(
-            f"not an RFC 3339 date and time (e.g. 2026-01-01T12:00:00Z): {text!r}"
-        ) from None
+        raise ValueError(wrong) from None
     if moment.tzinfo is None:
         raise ValueError(f"no UTC offset (add Z or +HH:MM): {text!r}")
     return moment.astimezone(UTC)

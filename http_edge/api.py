@@ -62,7 +62,8 @@ class Route:
     summary: str
     operation: str
     group: str
-    scope: str | None
+    scope: str | tuple[str, ...] | None
+    """The scope a token needs, or several it needs all of."""
     ok: Answer
     path: Mapping[str, TypeAdapter[Any]]
     query: type[BaseModel] | None
@@ -104,7 +105,7 @@ class Api:
         rule: str,
         summary: str,
         *,
-        scope: str | None = None,
+        scope: str | tuple[str, ...] | None = None,
         ok: Answer | None = None,
         path: Mapping[str, Any] | None = None,
         query: type[BaseModel] | None = None,
@@ -187,7 +188,7 @@ def _wrap(declared: Route, view: View) -> View:
     return handle
 
 
-async def _authorize(state: Edge, scope: str) -> None:
+async def _authorize(state: Edge, scope: str | tuple[str, ...]) -> None:
     try:
         granted = await state.auth.scopes(request.headers.get("Authorization"))
     except AuthUnavailable as exc:
@@ -205,13 +206,14 @@ async def _authorize(state: Edge, scope: str) -> None:
         raise Problem(
             401, str(exc), slug="unauthorized", headers={"WWW-Authenticate": challenge}
         ) from None
-    if scope not in granted:
-        raise Problem(
-            403,
-            f"the token lacks scope {scope!r}",
-            slug="forbidden",
-            headers={"WWW-Authenticate": _challenge("insufficient_scope", scope)},
-        )
+    for needed in (scope,) if isinstance(scope, str) else scope:
+        if needed not in granted:
+            raise Problem(
+                403,
+                f"the token lacks scope {needed!r}",
+                slug="forbidden",
+                headers={"WWW-Authenticate": _challenge("insufficient_scope", needed)},
+            )
 
 
 def _challenge(error: str, description: str) -> str:
