@@ -33,7 +33,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from quart import Blueprint, Response, g, request
 
 from http_edge._context import JSON, Edge, edge
-from http_edge.auth import AuthError, AuthUnavailable
+from http_edge.auth import SESSION_COOKIE, AuthError, AuthUnavailable
 from http_edge.problems import Problem, from_validation_error
 
 View = Callable[..., Awaitable[Response]]
@@ -188,9 +188,22 @@ def _wrap(declared: Route, view: View) -> View:
     return handle
 
 
+def _authorization() -> str | None:
+    """The request's `Authorization`, or on a read the dashboard's session cookie as one.
+
+    Only reads: a cookie goes with every request the browser makes to the edge, so it never
+    authorises a change (and `SameSite=Strict` keeps other sites' pages from sending it)."""
+    header = request.headers.get("Authorization")
+    if header is None and request.method in ("GET", "HEAD"):
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            return f"Bearer {cookie}"
+    return header
+
+
 async def _authorize(state: Edge, scope: str | tuple[str, ...]) -> None:
     try:
-        granted = await state.auth.scopes(request.headers.get("Authorization"))
+        granted = await state.auth.scopes(_authorization())
     except AuthUnavailable as exc:
         retry = str(max(1, math.ceil(exc.retry_after)))
         raise Problem(

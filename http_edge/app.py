@@ -13,8 +13,8 @@ from werkzeug.exceptions import HTTPException
 from bus.client import Bus
 from bus.errors import BusError
 from bus.settings import Settings, load_settings
+from http_edge import dashboard, ops, registry, resources, stream
 from http_edge import history as history_routes
-from http_edge import ops, registry, resources, stream
 from http_edge._context import Edge, Limits
 from http_edge.auth import Authenticator
 from http_edge.history import HistorySource
@@ -75,7 +75,14 @@ def create_app(
         history=history,
     )
     app.extensions["govbus"] = state
-    for api in (ops.api, registry.api, resources.api, stream.api, history_routes.api):
+    for api in (
+        ops.api,
+        registry.api,
+        resources.api,
+        stream.api,
+        history_routes.api,
+        dashboard.api,
+    ):
         app.register_blueprint(api.blueprint)
         state.routes.extend(api.routes)
     if settings.cors_origins:

@@ -16,7 +16,7 @@ from quart import Response
 from bus.errors import NotFound
 from http_edge._context import edge, json_response
 from http_edge.api import Answer, Api
-from http_edge.models import HistoryQuery, HistoryView
+from http_edge.models import HistoryQuery, HistoryRange, HistoryView
 from http_edge.problems import Problem
 
 api = Api("history")
@@ -31,6 +31,17 @@ class HistorySource(Protocol):
         """The state at `moment`; raises `bus.errors.NotFound` before the oldest one kept."""
         ...
 
+    async def oldest(self) -> datetime | None:
+        """The oldest moment kept (None: nothing recorded yet)."""
+        ...
+
+
+def _source() -> HistorySource:
+    source = edge().history
+    if source is None:
+        raise Problem(404, "this edge keeps no history", slug="no-history")
+    return source
+
 
 @api.get(
     "/v1/history",
@@ -41,13 +52,22 @@ class HistorySource(Protocol):
     raises=(404,),
 )
 async def history(query: HistoryQuery) -> Response:
-    source = edge().history
-    if source is None:
-        raise Problem(404, "this edge keeps no history", slug="no-history")
     try:
-        state = await source.at(query.at)
+        state = await _source().at(query.at)
     except NotFound as exc:
         # The problem names the oldest moment twice: in words, and as a member to act on.
         oldest = {"oldest": exc.details["oldest"]} if "oldest" in exc.details else {}
         raise Problem(404, exc.message, slug="not-found", **oldest) from None
     return json_response(state)
+
+
+@api.get(
+    "/v1/history/oldest",
+    "The oldest moment `/v1/history` can answer for",
+    scope=SCOPES,
+    ok=Answer(HistoryRange, description="`oldest` is null until something is recorded"),
+    raises=(404,),
+)
+async def oldest() -> Response:
+    moment = await _source().oldest()
+    return json_response(HistoryRange(oldest=moment))

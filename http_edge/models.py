@@ -197,6 +197,12 @@ class Protection(BaseModel):
     since: datetime | None
 
 
+class HistoryRange(BaseModel):
+    """`GET /v1/history/oldest`: from when the recorded log answers."""
+
+    oldest: datetime | None
+
+
 class HistoryView(BaseModel):
     """`GET /v1/history`: the registry and the inventory at `at`, in `govbus replay`'s shape."""
 

@@ -184,6 +184,10 @@ class History:
         Raises `TooEarly` for a moment before the first event kept."""
         return await self._call(self._at(moment))
 
+    async def oldest(self) -> datetime | None:
+        """The oldest moment kept (None: nothing recorded yet)."""
+        return await self._call(self.store.oldest())
+
     async def ingest(self, events: Iterable[LogEvent]) -> int:
         """Append `events` (numbered here) and let the follower take them; returns how many.
         For logs that did not come over a bus: tests, benchmarks, an import."""
