@@ -69,9 +69,11 @@ async function loadSession() {
 async function signIn(event) {
   event.preventDefault();
   $("sign-in-error").textContent = "";
-  const response = await api("ui/session", {
+  // Not `api()`: a refused token (401) is an answer to show here, not a signed-out session.
+  const response = await fetch(new URL("ui/session", ROOT), {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
     body: JSON.stringify({ token: $("token").value.trim() }),
   }).catch((error) => ({ ok: false, json: async () => ({ detail: error.message }) }));
   $("token").value = "";
