@@ -172,8 +172,10 @@ class History:
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
+        # What was handed over is kept (the follower takes it up at the next start): a stop
+        # must not wait for the follower to replay a backlog.
         with contextlib.suppress(Exception):
-            await self._call(self._process_pending())
+            await self._call(self._shutdown())
         loop.call_soon_threadsafe(loop.stop)
         await asyncio.to_thread(thread.join)
         self._loop = self._thread = None
@@ -231,14 +233,10 @@ class History:
         last = await self.store.last_seq()
         self._next_seq = 0 if last is None else last + 1
         self._follower = await self._restore(await self.store.snapshot())
-        await self._catch_up()
         self._pump = asyncio.get_running_loop().create_task(self._pumping(), name="history")
 
     async def _close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+        await self._stop_pump()
         if self._follower is not None:
             await self._follower.close()
             self._follower = None
@@ -246,6 +244,8 @@ class History:
 
     async def _pumping(self) -> None:
         assert self._wake is not None and self._lock is not None
+        async with self._lock:  # first what the store holds past the snapshot (queries wait)
+            await self._catch_up()
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -257,7 +257,7 @@ class History:
                 log.error("history: could not keep events: %s", exc)
                 log.debug("history failure", exc_info=exc)
 
-    async def _process_pending(self) -> None:
+    async def _process_pending(self, *, follow: bool = True) -> None:
         """Write what was handed over, in batches, and feed it to the follower."""
         while self._pending:
             batch: list[tuple[int, LogEvent]] = []
@@ -272,7 +272,22 @@ class History:
             if batch:
                 await self.store.append(batch)
                 self.ingested += len(batch)
-                await self._follow(batch)
+                if follow:
+                    await self._follow(batch)
+
+    async def _shutdown(self) -> None:
+        """Stop following, and keep what is still pending (the follower takes it up from the
+        store at the next start). The follower is dropped mid-batch if need be: what it was
+        fed is in the store already, and a snapshot is written whole or not at all."""
+        await self._stop_pump()
+        await self._process_pending(follow=False)
+
+    async def _stop_pump(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+            self._pump = None
 
     async def _ingest(self, events: Iterable[LogEvent]) -> int:
         assert self._lock is not None

@@ -157,3 +157,23 @@ async def test_history_follows_the_rabbitmq_log_stream_from_its_offsets(amqp_url
             await bus.close()
     assert [i["instance_id"] for i in then["instances"]] == ["r-1", "r-2"]
     assert [i["instance_id"] for i in now["instances"]] == ["r-2"]
+
+
+async def test_events_handed_over_at_a_stop_are_kept_and_followed_after_it(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path}/h.db"
+    events = list(read_log(LOGS / "protection.jsonl"))
+    first = History(url, Workers, snapshot_every=10)
+    await first.start()
+    for event in events:
+        first.offer(event)  # as a tap does; the stop comes before the follower took them all
+    await first.stop()
+
+    second = History(url, Workers, snapshot_every=10)
+    await second.start()
+    try:
+        assert await second.store.last_seq() == len(events) - 1
+        for moment in moments(LOGS / "protection.jsonl")[::7]:
+            expected = (await replay_log(events, until=moment)).state
+            assert await second.at(moment) == expected, moment
+    finally:
+        await second.stop()
