@@ -245,17 +245,26 @@ class History:
     async def _pumping(self) -> None:
         assert self._wake is not None and self._lock is not None
         async with self._lock:  # first what the store holds past the snapshot (queries wait)
-            await self._catch_up()
+            await self._recovering(self._catch_up)
         while True:
             await self._wake.wait()
             self._wake.clear()
             self._signalled = False
-            try:
-                async with self._lock:
-                    await self._process_pending()
-            except Exception as exc:
-                log.error("history: could not keep events: %s", exc)
-                log.debug("history failure", exc_info=exc)
+            async with self._lock:
+                await self._recovering(self._process_pending)
+
+    async def _recovering(self, step: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a step of the follower; if it fails, log it and start the follower again from
+        the last snapshot and the store (which has every event written so far)."""
+        try:
+            await step()
+        except Exception as exc:
+            log.error("history: the follower failed, restarting it from its snapshot: %s", exc)
+            log.debug("history failure", exc_info=exc)
+            if self._follower is not None:
+                await self._follower.close()
+            self._follower = await self._restore(await self.store.snapshot())
+            await self._catch_up()
 
     async def _process_pending(self, *, follow: bool = True) -> None:
         """Write what was handed over, in batches, and feed it to the follower."""
