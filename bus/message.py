@@ -117,7 +117,10 @@ def parse_moment(text: str) -> datetime:
         raise ValueError(wrong) from None
     if moment.tzinfo is None:
         raise ValueError(f"no UTC offset (add Z or +HH:MM): {text!r}")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before year 1 in UTC
+        raise ValueError(f"out of range (years 1 to 9999 in UTC): {text!r}") from None
 
 
 def event_message(

@@ -110,6 +110,7 @@ def test_a_bad_time_is_a_one_line_error_and_exit_2():
         ("2026-01-01", "not an RFC 3339 date and time"),
         ("2026-01-01T12:00:00", "no UTC offset"),
         ("2026-13-01T12:00:00Z", "not an RFC 3339 date and time"),
+        ("0001-01-01T00:00:00+01:00", "out of range"),
     ]:
         code, out, err = replay(str(LOGS / "expiry.jsonl"), "--until", bad)
         assert code == 2, bad
