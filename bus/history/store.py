@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -48,6 +48,9 @@ class SnapshotRow(_Base):
     files: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_us(moment: datetime) -> int:
     """Microseconds since the epoch, exactly (no float on the way)."""
     delta = moment - _EPOCH
@@ -55,11 +58,7 @@ def to_us(moment: datetime) -> int:
 
 
 def from_us(us: int) -> datetime:
-    seconds, micros = divmod(us, 1_000_000)
-    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=micros)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+    return _EPOCH + timedelta(microseconds=us)
 
 
 @dataclass(frozen=True, slots=True)
