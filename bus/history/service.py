@@ -53,6 +53,7 @@ T = TypeVar("T")
 
 _BATCH = 2_000  # events written (one transaction) and fed per turn of the follower
 _PAGE = 5_000  # events read from the store at a time by a query
+_BEHIND_WARNING = 100_000  # events waiting to be kept: a warning at every multiple
 
 
 class TooEarly(NotFound):
@@ -198,6 +199,9 @@ class History:
     def offer(self, event: LogEvent, seq: int | None = None) -> None:
         """Hand one event over from any thread (the log's own `seq`, or numbered here)."""
         self._pending.append((seq, event))
+        if len(self._pending) % _BEHIND_WARNING == 0:
+            # Nothing bounds the hand-over (a tap cannot be paused): say when it grows.
+            log.warning("history: %d events wait to be kept", len(self._pending))
         if not self._signalled and self._loop is not None and self._wake is not None:
             self._signalled = True
             self._loop.call_soon_threadsafe(self._wake.set)
