@@ -20,13 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import edge, events, registry, replay, rpc
+from benchmarks import edge, events, history, registry, replay, rpc
 from benchmarks._common import alternate
 from benchmarks._report import chart, flatten_targets, table
 from benchmarks._vhost import private_vhost
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("events", "rpc", "registry", "replay", "edge")
+SECTIONS = ("events", "rpc", "registry", "replay", "history", "edge")
 
 
 def _log(message: str) -> None:
@@ -88,6 +88,13 @@ async def run(
         figures = await replay.run_replay(n)
         log(f"  replay: {figures}")
         results["replay"] = figures
+
+    if "history" in only:
+        n = 200_000 if quick else 1_000_000
+        log(f"history: queries over a kept log of {n:,} events")
+        figures = await history.run_history(n, log)
+        log(f"  history: {figures}")
+        results["history"] = figures
 
     if "edge" in only:
         seq, conc = (150, 1000) if quick else (1000, 6000)

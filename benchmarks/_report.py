@@ -19,6 +19,9 @@ ABSOLUTE: list[tuple[str, str, float]] = [
     ("heartbeats >= 3,000/s", "registry.heartbeats_per_s", 3000.0),
     ("replay >= 50,000 events/s", "replay.events_per_s", 50000.0),
 ]
+CEILINGS: list[tuple[str, str, float]] = [
+    ("history query <= 1,000 ms (1M events)", "history.query_ms", 1000.0),
+]
 
 
 def _get(results: dict[str, Any], dotted: str) -> float | None:
@@ -45,6 +48,10 @@ def flatten_targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         value = _get(results, figure)
         if value is not None:
             out[name] = {"value": round(value, 1), "met": value >= floor}
+    for name, figure, ceiling in CEILINGS:
+        value = _get(results, figure)
+        if value is not None:
+            out[name] = {"value": round(value, 1), "met": value <= ceiling}
     return out
 
 
@@ -88,6 +95,9 @@ def table(results: dict[str, Any]) -> str:
         ("  bytes per instance (10k)", "registry.instances_10000.bytes_per_instance"),
         ("  bytes per instance (100k)", "registry.instances_100000.bytes_per_instance"),
         ("replay events_per_s", "replay.events_per_s"),
+        ("history query_ms (slowest)", "history.query_ms"),
+        ("history query_p50_ms", "history.query_p50_ms"),
+        ("history ingest_per_s", "history.ingest_per_s"),
     ]
     shown = [(label, _get(results, path)) for label, path in extra]
     if any(v is not None for _, v in shown):

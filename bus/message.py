@@ -101,6 +101,28 @@ def parse_time(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def parse_moment(text: str) -> datetime:
+    """A moment a user gave (`--until`, `?at=`): an RFC 3339 date and time with its offset
+    (`2026-01-01T12:00:00Z`, `…+02:00`). Raises ValueError saying what is wrong; unlike
+    `parse_time` (for what the bus carries), a time without an offset is refused, since it
+    would silently mean UTC to us and local time to the user."""
+    # RFC 3339 allows a lowercase t and z; Python wants them upper.
+    upper = text.strip().upper()
+    wrong = f"not an RFC 3339 date and time (e.g. 2026-01-01T12:00:00Z): {text!r}"
+    if "T" not in upper and " " not in upper:
+        raise ValueError(wrong)
+    try:
+        moment = datetime.fromisoformat(upper)
+    except ValueError:
+        raise ValueError(wrong) from None
+    if moment.tzinfo is None:
+        raise ValueError(f"no UTC offset (add Z or +HH:MM): {text!r}")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before year 1 in UTC
+        raise ValueError(f"out of range (years 1 to 9999 in UTC): {text!r}") from None
+
+
 def event_message(
     *,
     event_type: str,

@@ -34,6 +34,7 @@ class Entry:
     missed_at: int = 0
     load: float | None = None
     note: str = ""
+    reason: str | None = None  # of the last status change
     scheduled: int = NEVER  # the due time of its live entry in the timer heap
 
     @property
@@ -119,4 +120,5 @@ def instance_view(entry: Entry) -> Instance:
         deregister_after_s=entry.deregister_after_s,
         load=entry.load,
         note=entry.note,
+        reason=entry.reason,
     )

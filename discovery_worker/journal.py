@@ -18,7 +18,19 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic_core import to_json
-from sqlalchemy import BigInteger, Boolean, Float, Integer, String, delete, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Connection,
+    Float,
+    Integer,
+    String,
+    delete,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import JSON
 
@@ -65,6 +77,7 @@ class InstanceRow(Base):
     missed_at_us: Mapped[int] = mapped_column(BigInteger)
     load: Mapped[float | None] = mapped_column(Float, nullable=True)
     note: Mapped[str] = mapped_column(String(1024))
+    reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class PlacementRow(Base):
@@ -118,6 +131,7 @@ def _row(entry: Entry) -> dict[str, Any]:
         "missed_at_us": entry.missed_at,
         "load": entry.load,
         "note": entry.note,
+        "reason": entry.reason,
     }
 
 
@@ -141,7 +155,15 @@ def _entry(row: InstanceRow) -> Entry:
         missed_at=row.missed_at_us,
         load=row.load,
         note=row.note,
+        reason=row.reason,
     )
+
+
+def _add_reason(conn: Connection) -> None:
+    """A store written before instances kept their `reason` gets the column (null: unknown)."""
+    table = InstanceRow.__tablename__
+    if "reason" not in {c["name"] for c in inspect(conn).get_columns(table)}:
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN reason VARCHAR(256)"))
 
 
 class Journal:
@@ -172,6 +194,7 @@ class Journal:
     async def create_tables(self) -> None:
         async with self.store.engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all, tables=TABLES)
+            await conn.run_sync(_add_reason)
 
     async def load(self) -> None:
         """Fill the (empty) registry from the store."""

@@ -294,6 +294,7 @@ class Registry:
             status=entry.status,
             reason=reason,
         )
+        entry.reason = reason
         self._emit(event, at, cause, entry)
 
     def _unmiss(self, entry: Entry) -> None:

@@ -21,6 +21,7 @@ from discovery_worker import SOURCE as DISCOVERY_SOURCE
 from discovery_worker import DiscoveryConfig
 from discovery_worker import bootstrap as discovery_bootstrap
 from govbus._preflight import check_store
+from govbus.history import HistoryAlongside, edge_history
 from http_edge import create_app
 from http_edge.server import EdgeServer, check_edge, edge_address
 from manager_worker import SOURCE as MANAGER_SOURCE
@@ -77,13 +78,22 @@ async def _manager(launch: Launch) -> Worker:
 
 
 async def _edge(launch: Launch) -> Worker:
-    app = create_app(bus=launch.bus, settings=launch.settings, observe=launch.peers)
+    history = edge_history(launch.settings.db)
+    app = create_app(
+        bus=launch.bus, settings=launch.settings, observe=launch.peers, history=history
+    )
     stop = launch.stop
-    return EdgeServer(app, launch.settings, on_exit=stop.set if stop is not None else None)
+    server = EdgeServer(app, launch.settings, on_exit=stop.set if stop is not None else None)
+    return HistoryAlongside(server, history, launch.bus)
 
 
 def _check_store(settings: Settings) -> None:
     check_store(settings.db)
+
+
+def _check_edge(settings: Settings) -> None:
+    check_edge(settings)
+    check_store(settings.db)  # the history keeps its log there
 
 
 COMPONENTS: dict[str, Component] = {
@@ -109,7 +119,7 @@ COMPONENTS: dict[str, Component] = {
             name="edge",
             source=EDGE_SOURCE,
             build=_edge,
-            check=check_edge,
+            check=_check_edge,
             describe=lambda launch: f"edge on {edge_address(launch.settings)}",
         ),
     )

@@ -7,6 +7,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Annotated
 
@@ -16,7 +17,7 @@ import typer
 from bus.client import Bus
 from bus.errors import BusError
 from bus.eventlog import LogEvent, LogFormatError, LogWriter, read_log
-from bus.message import Delivery
+from bus.message import Delivery, parse_moment
 from bus.replay import Outcome
 from bus.settings import load_settings
 from bus.topology import EVENTS, LOG
@@ -138,18 +139,31 @@ def replay(
         typer.Option(help="compare the events the workers regenerate with the recorded ones"),
     ] = False,
     seed: Annotated[int, typer.Option(help="seed of the workers' random choices")] = 0,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            metavar="TIME",
+            help="the state at this moment (RFC 3339, e.g. 2026-01-01T12:00:00Z)",
+        ),
+    ] = None,
 ) -> None:
     """Feed a log to fresh workers on a virtual clock; print their final state as JSON.
 
-    The output is the same, byte for byte, for the same log. With --verify the differences
+    The output is the same, byte for byte, for the same log. With --until, the state at that
+    moment: the events up to it, and the expiries due by then. With --verify the differences
     between recorded and regenerated worker events go to stderr, and the exit code is 1.
     """
+    try:
+        moment = parse_moment(until) if until is not None else None
+    except ValueError as exc:
+        raise fail(f"--until: {exc}", 2) from None
     if not file.is_file():
         raise fail(f"no such log file: {file}", 2)
     size = file.stat().st_size
     try:
         with open(file, "rb") as stream:
-            outcome = _replay_with_progress(stream, size, verify=verify, seed=seed)
+            outcome = _replay_with_progress(stream, size, verify=verify, seed=seed, until=moment)
     except LogFormatError as exc:
         raise fail(f"malformed log: {exc}") from None
     except BusError as exc:
@@ -172,9 +186,11 @@ def replay(
             raise typer.Exit(1)
 
 
-def _replay_with_progress(stream: IO[bytes], size: int, *, verify: bool, seed: int) -> Outcome:
+def _replay_with_progress(
+    stream: IO[bytes], size: int, *, verify: bool, seed: int, until: datetime | None
+) -> Outcome:
     if size < _PROGRESS_MIN_BYTES:
-        return asyncio.run(replay_log(read_log(stream), verify=verify, seed=seed))
+        return asyncio.run(replay_log(read_log(stream), verify=verify, seed=seed, until=until))
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -192,5 +208,5 @@ def _replay_with_progress(stream: IO[bytes], size: int, *, verify: bool, seed: i
             bar.update(task, completed=stream.tell(), events=events)
 
         return asyncio.run(
-            replay_log(read_log(stream), verify=verify, seed=seed, progress=progress)
+            replay_log(read_log(stream), verify=verify, seed=seed, progress=progress, until=until)
         )

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from bus.client import Bus
 from bus.errors import BusError
 from bus.eventlog import LogEvent
-from bus.message import format_time
+from bus.message import EventMeta, format_time, parse_time
 from bus.replay import Outcome, Replay, Stage, Verifier
 from bus.replay import commands_in_time as _commands_in_time
 from bus.replay import replay_log as _replay_log
@@ -27,6 +28,7 @@ from discovery_worker import bootstrap as discovery_bootstrap
 from manager_worker import SOURCE as MANAGER_SOURCE
 from manager_worker import ManagerWorker
 from manager_worker import bootstrap as manager_bootstrap
+from schemas import ProtectionEntered, ProtectionExited
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,8 @@ class Workers:
         # Resource ids are minted by the manager (uuid4) on `manager.create`: replay's resource
         # gets a new one, reported under the recorded one so the output is the same every time.
         self.ids: dict[str, str] = {}
+        self.protection_since: datetime | None = None
+        """When expiry protection last went on or off (None: never, in this replay)."""
 
     async def start(self, replay: Replay, *, seed: int, db_url: str | None) -> None:
         """Fresh workers on `replay`: each with its own store (temporary SQLite, or `db_url`
@@ -110,6 +114,20 @@ class Workers:
         )
         self.client = replay.bus("govbus/replay")
         await self.client.start()
+        # The registry answers whether protection is on, not since when: the time of its last
+        # `registry.protection.*` event says it.
+        await replay.subscribe(
+            {
+                ProtectionEntered.TYPE: self._protection_changed,
+                ProtectionExited.TYPE: self._protection_changed,
+            },
+            source="govbus-replay-protection",
+        )
+
+    async def _protection_changed(
+        self, event: ProtectionEntered | ProtectionExited, meta: EventMeta
+    ) -> None:
+        self.protection_since = meta.time
 
     def is_command(self, event: LogEvent) -> bool:
         return is_command(event)
@@ -145,6 +163,20 @@ class Workers:
             self.command_errors.append(f"{event.type} {name!r} at version {version}: {exc}")
             log.warning("replay: re-running %s for %r failed: %s", event.type, name, exc)
 
+    async def checkpoint(self) -> dict[str, Any]:
+        """For a history's snapshot: the discovery worker writes what it holds in memory
+        (heartbeat times), and what the stores do not hold is returned."""
+        assert self.discovery is not None
+        await self.discovery.settle()
+        since = self.protection_since
+        return {"ids": dict(self.ids), "protection_since": format_time(since) if since else None}
+
+    def recall(self, memo: Mapping[str, Any]) -> None:
+        """Take back what `checkpoint` returned, on workers restored from its stores."""
+        self.ids = dict(memo.get("ids") or {})
+        since = memo.get("protection_since")
+        self.protection_since = parse_time(since) if since else None
+
     def recorded_id(self, resource_id: str) -> str:
         return self.ids.get(resource_id, resource_id)
 
@@ -161,8 +193,9 @@ class Workers:
         return WorkerVerifier(self)
 
     async def state(self) -> dict[str, Any]:
-        """`{"at", "index", "instances", "resources"}`: the registry (`discovery.state`) and
-        every resource (`manager.resources`, paged), each sorted by its id or name."""
+        """`{"at", "index", "protection", "instances", "resources"}`: the registry
+        (`discovery.state`) and every resource (`manager.resources`, paged), each sorted by its
+        id or name; `protection` is `{"on": bool, "since": time or null}`."""
         assert self.client is not None and self.replay is not None
         registry = await self.client.call("discovery.state", {}, timeout=30)
         resources: list[dict[str, Any]] = []
@@ -182,6 +215,10 @@ class Workers:
         return {
             "at": format_time(last) if last is not None else None,
             "index": registry["index"],
+            "protection": {
+                "on": bool(registry["protection"]),
+                "since": format_time(since) if (since := self.protection_since) else None,
+            },
             "instances": sorted(registry["instances"], key=lambda i: str(i["instance_id"])),
             "resources": sorted(resources, key=lambda r: str(r["name"])),
         }
@@ -222,8 +259,16 @@ async def replay_log(
     seed: int = 0,
     db_url: str | None = None,
     progress: Callable[[int], None] | None = None,
+    until: datetime | None = None,
 ) -> Outcome:
-    """Replay a whole log into fresh workers; their state at its last event (`govbus replay`)."""
+    """Replay a log into fresh workers; their state at its last event, or at `until`
+    (`govbus replay [--until]`)."""
     return await _replay_log(
-        events, Workers(), verify=verify, seed=seed, db_url=db_url, progress=progress
+        events,
+        Workers(),
+        verify=verify,
+        seed=seed,
+        db_url=db_url,
+        progress=progress,
+        until=until,
     )

@@ -95,6 +95,7 @@ async def _up(settings: Settings, token: str | None, stop: asyncio.Event) -> Non
         typer.echo(
             f"govbus up: edge on {edge_address(settings)}  bus {_redact(url)}  store {settings.db}"
         )
+        typer.echo(f"dashboard: {edge_address(settings)}/ui/")
         if token is not None:
             typer.echo(f"admin token (also in ./{TOKEN_FILE}, valid 30 days):\n{token}")
         elif settings.auth == "required" and settings.auth_public_key:

@@ -19,6 +19,7 @@ from http_edge.metrics import EdgeMetrics
 
 if TYPE_CHECKING:
     from http_edge.api import Route
+    from http_edge.history import HistorySource
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -45,6 +46,8 @@ class Edge:
     limits: Limits
     metrics: EdgeMetrics
     owns_bus: bool = False
+    history: HistorySource | None = None
+    """What answers `/v1/history` (none: the edge keeps no history, 404)."""
     # The inbox of every open event stream; `None` in one ends it (shutdown).
     inboxes: set[asyncio.Queue[bytes | None]] = field(default_factory=set)
     closing: bool = False

@@ -33,7 +33,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from quart import Blueprint, Response, g, request
 
 from http_edge._context import JSON, Edge, edge
-from http_edge.auth import AuthError, AuthUnavailable
+from http_edge.auth import SESSION_COOKIE, AuthError, AuthUnavailable
 from http_edge.problems import Problem, from_validation_error
 
 View = Callable[..., Awaitable[Response]]
@@ -62,7 +62,8 @@ class Route:
     summary: str
     operation: str
     group: str
-    scope: str | None
+    scope: str | tuple[str, ...] | None
+    """The scope a token needs, or several it needs all of."""
     ok: Answer
     path: Mapping[str, TypeAdapter[Any]]
     query: type[BaseModel] | None
@@ -104,7 +105,7 @@ class Api:
         rule: str,
         summary: str,
         *,
-        scope: str | None = None,
+        scope: str | tuple[str, ...] | None = None,
         ok: Answer | None = None,
         path: Mapping[str, Any] | None = None,
         query: type[BaseModel] | None = None,
@@ -187,9 +188,22 @@ def _wrap(declared: Route, view: View) -> View:
     return handle
 
 
-async def _authorize(state: Edge, scope: str) -> None:
+def _authorization() -> str | None:
+    """The request's `Authorization`, or on a read the dashboard's session cookie as one.
+
+    Only reads: a cookie goes with every request the browser makes to the edge, so it never
+    authorises a change (and `SameSite=Strict` keeps other sites' pages from sending it)."""
+    header = request.headers.get("Authorization")
+    if header is None and request.method in ("GET", "HEAD"):
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            return f"Bearer {cookie}"
+    return header
+
+
+async def _authorize(state: Edge, scope: str | tuple[str, ...]) -> None:
     try:
-        granted = await state.auth.scopes(request.headers.get("Authorization"))
+        granted = await state.auth.scopes(_authorization())
     except AuthUnavailable as exc:
         retry = str(max(1, math.ceil(exc.retry_after)))
         raise Problem(
@@ -205,13 +219,14 @@ async def _authorize(state: Edge, scope: str) -> None:
         raise Problem(
             401, str(exc), slug="unauthorized", headers={"WWW-Authenticate": challenge}
         ) from None
-    if scope not in granted:
-        raise Problem(
-            403,
-            f"the token lacks scope {scope!r}",
-            slug="forbidden",
-            headers={"WWW-Authenticate": _challenge("insufficient_scope", scope)},
-        )
+    for needed in (scope,) if isinstance(scope, str) else scope:
+        if needed not in granted:
+            raise Problem(
+                403,
+                f"the token lacks scope {needed!r}",
+                slug="forbidden",
+                headers={"WWW-Authenticate": _challenge("insufficient_scope", needed)},
+            )
 
 
 def _challenge(error: str, description: str) -> str:

@@ -13,9 +13,11 @@ from werkzeug.exceptions import HTTPException
 from bus.client import Bus
 from bus.errors import BusError
 from bus.settings import Settings, load_settings
-from http_edge import ops, registry, resources, stream
+from http_edge import dashboard, ops, registry, resources, stream
+from http_edge import history as history_routes
 from http_edge._context import Edge, Limits
 from http_edge.auth import Authenticator
+from http_edge.history import HistorySource
 from http_edge.metrics import EdgeMetrics
 from http_edge.problems import Problem, from_bus_error
 
@@ -42,12 +44,14 @@ def create_app(
     auth: Authenticator | None = None,
     limits: Limits | None = None,
     observe: Sequence[Bus] = (),
+    history: HistorySource | None = None,
 ) -> Quart:
     """The edge as a Quart app.
 
     With `bus=None` it builds one from `settings` (`GOVBUS_URL`, or local RabbitMQ) and opens
     and closes it with the app; a given bus is the caller's to start and close. `observe`:
-    other connections of this process whose counters `/metrics` shows too. Raises
+    other connections of this process whose counters `/metrics` shows too. `history`: what
+    answers `/v1/history` (govbus gives a `bus.history.History`; none: 404). Raises
     `ConfigError` when auth is required and no key is configured.
     """
     settings = settings or load_settings()
@@ -63,10 +67,22 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes
     app.config["JSON_SORT_KEYS"] = False
     state = Edge(
-        bus=bus, auth=auth, limits=limits, metrics=EdgeMetrics([bus, *observe]), owns_bus=owns_bus
+        bus=bus,
+        auth=auth,
+        limits=limits,
+        metrics=EdgeMetrics([bus, *observe]),
+        owns_bus=owns_bus,
+        history=history,
     )
     app.extensions["govbus"] = state
-    for api in (ops.api, registry.api, resources.api, stream.api):
+    for api in (
+        ops.api,
+        registry.api,
+        resources.api,
+        stream.api,
+        history_routes.api,
+        dashboard.api,
+    ):
         app.register_blueprint(api.blueprint)
         state.routes.extend(api.routes)
     if settings.cors_origins:

@@ -41,6 +41,9 @@ SCOPES = (
     "events:read",
 )
 ISSUER = OWN_ISSUER
+SESSION_COOKIE = "govbus_session"
+"""The dashboard's cookie: the token given to `POST /ui/session`, `HttpOnly`,
+`SameSite=Strict`, for the browser session; accepted in place of `Authorization` on reads."""
 DEFAULT_TTL_S = 3600
 MAX_TOKEN_BYTES = 8192
 MIN_SECRET_BYTES = 32

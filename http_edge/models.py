@@ -7,11 +7,13 @@ HTTP shape is the wire shape.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     RootModel,
@@ -19,6 +21,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bus.message import parse_moment
 from schemas._types import (
     InstanceId,
     Load,
@@ -30,8 +33,8 @@ from schemas._types import (
     Tag,
     Text,
 )
-from schemas.registry import Register
-from schemas.resources import ResourceSpec
+from schemas.registry import Instance, Register
+from schemas.resources import Resource, ResourceSpec
 
 # A version of at most 18 digits is below 2**63, the largest one the store keeps.
 _VERSION = "[1-9][0-9]{0,17}"
@@ -159,6 +162,55 @@ class EventsQuery(_Strict):
             }
         ),
     ] = "#"
+
+
+def _moment(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise PydanticCustomError("moment", "must be an RFC 3339 date and time")
+    try:
+        return parse_moment(value)
+    except ValueError as exc:
+        raise PydanticCustomError("moment", "{reason}", {"reason": str(exc)}) from None
+
+
+Moment = Annotated[
+    datetime,
+    BeforeValidator(_moment),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "description": "RFC 3339 with its offset, e.g. 2026-01-01T12:00:00Z",
+        }
+    ),
+]
+
+
+class HistoryQuery(_Strict):
+    at: Moment
+
+
+class Protection(BaseModel):
+    """Whether expiry protection was on, and since when (null: it never changed)."""
+
+    on: bool
+    since: datetime | None
+
+
+class HistoryRange(BaseModel):
+    """`GET /v1/history/oldest`: from when the recorded log answers."""
+
+    oldest: datetime | None
+
+
+class HistoryView(BaseModel):
+    """`GET /v1/history`: the registry and the inventory at `at`, in `govbus replay`'s shape."""
+
+    at: datetime
+    index: int
+    protection: Protection
+    instances: list[Instance]
+    resources: list[Resource]
 
 
 class Accepted(BaseModel):

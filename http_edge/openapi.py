@@ -65,7 +65,8 @@ def openapi_document(routes: Sequence[Route], *, title: str = "govbus edge") -> 
                 "content": {JSON: {"schema": schema((route.operation, "body"), "validation")}},
             }
         if route.scope is not None:
-            operation["security"] = [{"bearer": [route.scope]}]
+            scopes = [route.scope] if isinstance(route.scope, str) else list(route.scope)
+            operation["security"] = [{"bearer": scopes}]
         ok = (
             schema((route.operation, "ok"), "serialization")
             if route.ok.body is not None and route.ok.media == JSON

@@ -135,6 +135,9 @@ class Instance(BaseModel):
     deregister_after_s: DeregisterAfterS = 90.0
     load: Load | None = None
     note: Text = ""
+    reason: Annotated[str, Field(max_length=256)] | None = None
+    """Why its status last changed (the `reason` of its last `registry.instance.status_changed`:
+    `registered`, `heartbeat_missed`, `reported`, …); null where the registry does not know."""
 
 
 # --- published by the discovery worker -----------------------------------------------------------

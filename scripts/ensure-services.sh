@@ -2,6 +2,9 @@
 # Make sure the services the test suite needs answer on loopback:
 #   RabbitMQ   127.0.0.1:5672  (quorum and stream queues: built into 3.10+, no plugin needed)
 #   PostgreSQL 127.0.0.1:5432  with a database "test" that user postgres can reach
+# and the programs it drives are installed:
+#   Chromium   /usr/bin/chromium (Debian's package), driven by Playwright in the dashboard
+#              tests (tests/e2e/test_dashboard.py); never a browser Playwright downloads
 # For each: answering -> nothing to do; installed -> start it; absent and root -> apt-get install
 # it and start it; otherwise fail with one line saying how to get it (Docker compose).
 # Idempotent; well under a second when everything is already up.
@@ -133,5 +136,21 @@ ensure_postgres() {
     fi
 }
 
+# --- Chromium -----------------------------------------------------------------------------------
+
+CHROMIUM=/usr/bin/chromium
+
+ensure_chromium() {
+    [ -x "$CHROMIUM" ] && return 0
+    if ! is_root; then
+        printf 'ensure-services: %s is missing (the dashboard tests drive it); install it with `sudo apt-get install chromium`\n' "$CHROMIUM" >&2
+        exit 1
+    fi
+    apt_install chromium
+    [ -x "$CHROMIUM" ] || { printf 'ensure-services: apt-get installed chromium but %s is missing\n' "$CHROMIUM" >&2; exit 1; }
+    log "Chromium is installed ($CHROMIUM)"
+}
+
 ensure_rabbitmq
 ensure_postgres
+ensure_chromium

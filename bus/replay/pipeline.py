@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from bus.eventlog import LogEvent
 from bus.replay.engine import Replay, ReplayStats
 from bus.replay.participants import Participants
-from bus.replay.verify import Difference
+from bus.replay.verify import Difference, Verifier
 
-__all__ = ["Outcome", "commands_in_time", "replay_log"]
+__all__ = ["Outcome", "commands_in_time", "feed_until", "replay_log"]
 
 
 @dataclass(slots=True)
@@ -34,15 +35,22 @@ async def replay_log(
     seed: int = 0,
     db_url: str | None = None,
     progress: Callable[[int], None] | None = None,
+    until: datetime | None = None,
 ) -> Outcome:
-    """Replay a whole log into fresh `participants` and return their state at its last event.
+    """Replay a whole log into fresh `participants` and return their state at its last event,
+    or at `until`.
 
     `events` is read once, as it streams (`read_log`); `progress(n)` is called now and then
     with the number of events read so far. With `verify`, the events the participants
     regenerate are compared with the recorded ones (`Participants.verifier`).
+
+    `until`: the state at that moment. Feeding stops at the first event to feed that happened
+    later; the clock then moves to `until`, so every timer due by then (an expiry, say) fires
+    and none due later does, and the state's `at` is `until`. With `verify`, the recorded
+    worker events up to `until` are still read for 5 s of log time past it (a worker
+    event reaches the log a little after its cause).
     """
     verifier = participants.verifier() if verify else None
-    count = 0
     async with Replay(capture=False) as replay:
         await replay.attach(participants, seed=seed, db_url=db_url)
         if verifier is not None:
@@ -50,22 +58,58 @@ async def replay_log(
         ordered = commands_in_time(
             events, is_command=participants.is_command, regenerated=participants.sources
         )
-        for event in ordered:
-            count += 1
-            await replay.feed(event)
-            if verifier is not None:
-                verifier.recorded(event)
-            if progress is not None and count % 4096 == 0:
-                progress(count)
-        if replay.last_time is not None:
-            await replay.advance_to(replay.last_time)
-            await replay.settle()
+        count = await feed_until(replay, ordered, until=until, verifier=verifier, progress=progress)
         state = await replay.state()
         differences = verifier.finish() if verifier is not None else []
         if progress is not None:
             progress(count)
         errors = list(participants.command_errors)
         return Outcome(state, differences, errors, replay.stats, count)
+
+
+async def feed_until(
+    replay: Replay,
+    events: Iterable[LogEvent],
+    *,
+    until: datetime | None = None,
+    verifier: Verifier | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Feed `events` (in the order to feed them: see `commands_in_time`) to `replay`, up to
+    `until` if given, then move its clock to the last event, or to `until` (see `replay_log`);
+    returns how many were fed. `replay` must have its participants attached."""
+    participants = replay.participants
+    sources = participants.sources if participants is not None else frozenset()
+    count = 0
+    past = False  # `until` passed: only reading recorded worker events for `verify`
+    for event in events:
+        if until is not None and event.time > until:
+            if verifier is None or event.time > until + _VERIFY_WINDOW:
+                break
+            past = True
+            continue
+        if past:
+            regenerated = event.source in sources and not (
+                participants is not None and participants.is_command(event)
+            )
+            if verifier is not None and regenerated:
+                verifier.recorded(event)
+            continue
+        count += 1
+        await replay.feed(event)
+        if verifier is not None:
+            verifier.recorded(event)
+        if progress is not None and count % 4096 == 0:
+            progress(count)
+    if until is not None:
+        replay.note_time(until)
+    if replay.last_time is not None:
+        await replay.advance_to(replay.last_time)
+        await replay.settle()
+    return count
+
+
+_VERIFY_WINDOW = timedelta(seconds=5)
 
 
 def commands_in_time(

@@ -31,7 +31,7 @@ async def test_replay_prints_the_final_state_the_same_every_time():
     assert (code, code2) == (0, 0), err
     assert out == out2
     state = orjson.loads(out)
-    assert list(state) == ["at", "index", "instances", "resources"]  # keys sorted
+    assert list(state) == ["at", "index", "instances", "protection", "resources"]  # sorted
     assert state["at"] == "2026-01-01T12:00:19.010000Z"
     assert [r["name"] for r in state["resources"]] == ["net-1", "vm-1", "vol-1"]
     assert out == orjson.dumps(state, option=orjson.OPT_SORT_KEYS) + b"\n"
