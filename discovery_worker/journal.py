@@ -30,6 +30,7 @@ from bus.store import (
     InboxRow,
     OutboxRow,
     Store,
+    create_tables,
     insert_ignore,
     prune_outbox,
     relay_outbox,
@@ -170,8 +171,7 @@ class Journal:
         self.lock = asyncio.Lock()
 
     async def create_tables(self) -> None:
-        async with self.store.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all, tables=TABLES)
+        await create_tables(self.store.engine, TABLES)
 
     async def load(self) -> None:
         """Fill the (empty) registry from the store."""
