@@ -159,6 +159,7 @@ class AmqpTransport(Transport):
         self._disconnect_callbacks: list[Callable[[BaseException | None], None]] = []
         self.reconnects = 0
         self._tls: dict[str, ssl.SSLContext] = {}
+        self._renewing: asyncio.Task[None] | None = None
 
     @property
     def where(self) -> str:
@@ -415,16 +416,35 @@ class AmqpTransport(Transport):
             await self._wait_ready()
         channel = self._confirm if confirm else self._fast
         assert channel is not None
-        await self._guard(
-            channel.basic_publish(
-                message.body,
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=properties(message),
-                mandatory=mandatory and confirm,
-            ),
-            f"publishing to {exchange!r} with key {routing_key!r}",
-        )
+        try:
+            await self._guard(
+                channel.basic_publish(
+                    message.body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    properties=properties(message),
+                    mandatory=mandatory and confirm,
+                ),
+                f"publishing to {exchange!r} with key {routing_key!r}",
+            )
+        except PublishError:
+            await self._after_nack(channel)
+            raise
+
+    async def _after_nack(self, channel: aiormq.abc.AbstractChannel) -> None:
+        """A nack may mean the channel is stuck: on RabbitMQ 3.10, a channel opened while a
+        stream (`govbus.log`) elects a new leader after losing a node nacks every publish
+        routed to that stream from then on, while a fresh channel publishes fine. So the
+        first nack on the current channel opens new ones (once: a burst of nacks shares it;
+        an RPC call waiting for its reply on the old channel gets none and ends at its deadline)."""
+        if channel is not self._confirm or self._renewing is not None:
+            return
+        self._renewing = asyncio.get_running_loop().create_task(self._reopen_channels())
+        try:
+            with contextlib.suppress(BusError, amqp_exc.AMQPError):
+                await asyncio.shield(self._renewing)
+        finally:
+            self._renewing = None
 
     async def consume(
         self,
