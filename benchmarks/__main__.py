@@ -20,13 +20,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import edge, events, history, registry, replay, rpc
+from benchmarks import edge, events, history, registry, replay, rpc, scale
 from benchmarks._common import alternate
 from benchmarks._report import chart, flatten_targets, table
 from benchmarks._vhost import private_vhost
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("events", "rpc", "registry", "replay", "history", "edge")
+
+
+def pg_url() -> str | None:
+    """PostgreSQL for the restore figure: `GOVBUS_BENCH_PG_URL`, else the local server (the
+    benchmark creates a database of its own on it and drops it); empty skips PostgreSQL."""
+    return (
+        os.environ.get(
+            "GOVBUS_BENCH_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+        )
+        or None
+    )
 
 
 def _log(message: str) -> None:
@@ -80,6 +91,12 @@ async def run(
         if not quick:
             drain = section["broker_drain_per_s"] = await registry.broker_drain_per_s(url, beats)
             log(f"  registry: raw aio-pika drains a quorum queue at {drain:,.0f}/s")
+        size, batches = (10_000, 50) if quick else (100_000, 300)
+        log(f"registry: {batches * scale.BATCH:,} heartbeats in messages of {scale.BATCH:,}")
+        section.update(await scale.batched_heartbeats_per_s(url, size, batches, log))
+        if not quick:
+            log("registry: 1,000,000 instances restored from SQLite and PostgreSQL")
+            section["instances_1000000"] = await scale.million(1_000_000, pg_url(), log)
         results["registry"] = section
 
     if "replay" in only:

@@ -45,7 +45,15 @@ class Settings(BaseSettings):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("amqp", "amqps", "memory"):
+        if value is None:
+            return value
+        nodes = [node.strip() for node in value.split(",")]
+        if not all(nodes):
+            raise ValueError("lists an empty node URL (two commas, or a trailing one)")
+        schemes = {urlsplit(node).scheme for node in nodes}
+        if len(nodes) > 1 and not schemes <= {"amqp", "amqps"}:
+            raise ValueError("a list of nodes (comma-separated) must be amqp:// or amqps:// URLs")
+        if not schemes <= {"amqp", "amqps", "memory"}:
             raise ValueError("must start with amqp://, amqps:// or memory://")
         return value
 

@@ -31,6 +31,7 @@ from sqlalchemy import (
     delete,
     event,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -95,9 +96,20 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True)
 
 
-async def create_tables(engine: AsyncEngine) -> None:
+# Any constant: the advisory lock that serialises table creation on one PostgreSQL database.
+_CREATE_TABLES_LOCK = 0x676F76627573  # "govbus"
+
+
+async def create_tables(engine: AsyncEngine, tables: list[Any] | None = None) -> None:
+    """Create what is missing. Several workers starting at once on one PostgreSQL database
+    (two managers, say) would race on `CREATE TABLE` (a unique violation in pg_type): there
+    they take turns, under a transaction-scoped advisory lock."""
     async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
+        if conn.dialect.name == "postgresql":
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_TABLES_LOCK}
+            )
+        await conn.run_sync(Base.metadata.create_all, tables=tables)
 
 
 class Store:

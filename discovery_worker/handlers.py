@@ -10,9 +10,10 @@ Durability per event type:
   their effect, their inbox mark and the events they cause are committed (the handler waits
   for a flush), so nothing acknowledged is lost; a redelivered one finds its inbox mark (or,
   for resources, a version it already has) and has no second effect.
-- `registry.heartbeat` changes memory only, and is written behind by the periodic flush. Its
-  effect is idempotent by construction: the heartbeat's own time (`meta.time`) becomes
-  `last_heartbeat`, and a heartbeat not newer than the last one applied changes nothing.
+- `registry.heartbeat` (and each beat of `registry.heartbeats`) changes memory only, and is
+  written behind by the periodic flush. Its effect is idempotent by construction: the
+  heartbeat's own time (`meta.time`) becomes `last_heartbeat`, and a heartbeat not newer than
+  the last one applied changes nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from schemas import (
     Deregister,
     Drain,
     Heartbeat,
+    Heartbeats,
     Register,
     ResourceCreated,
     ResourceDeleted,
@@ -56,6 +58,14 @@ async def drain(event: Drain, meta: EventMeta, *, ctx: Context) -> None:
 
 async def heartbeat(event: Heartbeat, meta: EventMeta, *, ctx: Context) -> None:
     ctx.registry.heartbeat(event, meta.id, to_us(meta.time))
+
+
+async def heartbeats(event: Heartbeats, meta: EventMeta, *, ctx: Context) -> None:
+    at = to_us(meta.time)
+    for number, beat in enumerate(event.beats):
+        # Each beat is its own heartbeat: what it derives needs an id of its own, and the
+        # same one on a redelivery or a replay.
+        ctx.registry.heartbeat(beat, f"{meta.id}/{number}", at)
 
 
 async def resource(

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import json
 import logging
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +28,8 @@ from sqlalchemy import (
     Float,
     Integer,
     String,
+    Text,
+    cast,
     delete,
     inspect,
     select,
@@ -42,6 +47,7 @@ from bus.store import (
     InboxRow,
     OutboxRow,
     Store,
+    create_tables,
     insert_ignore,
     prune_outbox,
     relay_outbox,
@@ -135,28 +141,73 @@ def _row(entry: Entry) -> dict[str, Any]:
     }
 
 
-def _entry(row: InstanceRow) -> Entry:
-    return Entry(
-        service=row.service,
-        instance_id=row.instance_id,
-        address=row.address,
-        port=row.port,
-        tags=tuple(row.tags),
-        meta=dict(row.meta) or None,
-        weight=row.weight,
-        ttl_s=row.ttl_s,
-        deregister_after_s=row.deregister_after_s,
-        registered_at=row.registered_at_us,
-        last_heartbeat=row.last_heartbeat_us,
-        status=row.status,  # type: ignore[arg-type]
-        reported=row.reported,  # type: ignore[arg-type]
-        draining=row.draining,
-        missed=row.missed,
-        missed_at=row.missed_at_us,
-        load=row.load,
-        note=row.note,
-        reason=row.reason,
-    )
+FREEZE_AT = 50_000
+"""From this many restored instances on, they are moved out of the garbage collector's sight
+(`gc.freeze`) after a restore: below it, a full collection is cheap."""
+
+_LOAD_BATCH = 10_000
+"""Rows read per round trip when the registry is restored (a million instances stream in
+batches, never as one list of ORM objects)."""
+
+
+_COLUMNS = (
+    "instance_id", "service", "address", "port", "tags", "meta", "weight", "ttl_s",
+    "deregister_after_s", "registered_at_us", "last_heartbeat_us", "status", "reported",
+    "draining", "missed", "missed_at_us", "load", "note", "reason",
+)  # fmt: skip
+
+
+def _instance_columns() -> list[Any]:
+    """The instance table's columns for a restore, in `_COLUMNS` order; `tags` and `meta` as
+    their JSON text (cast in SQL: drivers would decode it), decoded once per distinct value
+    by `_Restorer`."""
+    table = InstanceRow.__table__
+    return [
+        cast(table.c[name], Text) if name in ("tags", "meta") else table.c[name]
+        for name in _COLUMNS
+    ]
+
+
+class _Restorer:
+    """Rows to entries, fast: restoring a million instances repeats a few values a million
+    times (service names, tag lists, empty metadata, statuses), so each is decoded and kept
+    once; rows are unpacked by position."""
+
+    def __init__(self) -> None:
+        self.tags: dict[str, tuple[str, ...]] = {}
+        self.strings: dict[str, str] = {}
+
+    def entries(self, rows: Iterable[Any]) -> Iterator[Entry]:
+        tags_of, same = self.tags, self.strings.setdefault
+        for (
+            instance_id, service, address, port, tags, meta, weight, ttl_s, deregister_after_s,
+            registered_at, last_heartbeat, status, reported, draining, missed, missed_at, load,
+            note, reason,
+        ) in rows:  # fmt: skip
+            tag_tuple = tags_of.get(tags)
+            if tag_tuple is None:
+                tag_tuple = tags_of[tags] = tuple(json.loads(tags))
+            yield Entry(
+                service=same(service, service),
+                instance_id=instance_id,
+                address=address,
+                port=port,
+                tags=tag_tuple,
+                meta=(json.loads(meta) or None) if meta not in (None, "{}") else None,
+                weight=weight,
+                ttl_s=ttl_s,
+                deregister_after_s=deregister_after_s,
+                registered_at=registered_at,
+                last_heartbeat=last_heartbeat,
+                status=same(status, status),  # type: ignore[arg-type]
+                reported=same(reported, reported),  # type: ignore[arg-type]
+                draining=bool(draining),
+                missed=bool(missed),
+                missed_at=missed_at,
+                load=load,
+                note=note,
+                reason=same(reason, reason) if reason is not None else None,
+            )
 
 
 def _add_reason(conn: Connection) -> None:
@@ -192,18 +243,35 @@ class Journal:
         self.lock = asyncio.Lock()
 
     async def create_tables(self) -> None:
+        await create_tables(self.store.engine, TABLES)
         async with self.store.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all, tables=TABLES)
             await conn.run_sync(_add_reason)
 
     async def load(self) -> None:
         """Fill the (empty) registry from the store."""
+        entries: list[Entry] = []
+        restorer = _Restorer()
+        # Creating a million long-lived objects would run the cyclic garbage collector over
+        # all of them again and again (seconds of a million-instance load): it waits.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            async with self.store.engine.connect() as conn:
+                # Plain rows (no ORM objects), streamed in batches: a million instances load
+                # in seconds, and what is kept in memory is only the `Entry` of each.
+                result = await conn.stream(
+                    select(*_instance_columns()).execution_options(yield_per=_LOAD_BATCH)
+                )
+                async for batch in result.partitions(_LOAD_BATCH):
+                    entries.extend(restorer.entries(batch))
+        finally:
+            if collecting:
+                gc.enable()
         async with self.store.unit_of_work() as session:
-            rows = (await session.scalars(select(InstanceRow))).all()
             placements = (await session.scalars(select(PlacementRow))).all()
             state = {r.key: r.value for r in (await session.scalars(select(StateRow))).all()}
         self.registry.load(
-            [_entry(row) for row in rows],
+            entries,
             index=state.get("index", 0),
             protection=bool(state.get("protection", 0)),
             protection_exited_us=state.get("protection_exited_us", 0),
@@ -223,7 +291,12 @@ class Journal:
             ).all()
         self.processed = OrderedDict.fromkeys(reversed(recent))
         self.unpublished = True  # a crash may have left committed events unpublished
-        log.info("restored %d instance(s) at index %d", len(rows), self.registry.index)
+        if len(entries) >= FREEZE_AT:
+            # A full collection walks every live object: with a million entries, a stall of
+            # hundreds of ms on the consumer's loop. The restored registry (no reference
+            # cycles: refcounting still frees what is removed) moves out of its sight.
+            gc.freeze()
+        log.info("restored %d instance(s) at index %d", len(entries), self.registry.index)
 
     def seen(self, event_id: str) -> bool:
         """Whether an event was already processed (its effect is in memory, flushed or about

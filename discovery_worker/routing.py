@@ -16,6 +16,7 @@ from schemas import (
     Deregister,
     Drain,
     Heartbeat,
+    Heartbeats,
     Register,
     ResourceCreated,
     ResourceDeleted,
@@ -40,6 +41,7 @@ RPC_METHODS: dict[str, Method[MethodHandler[Context]]] = method_table(
 EVENT_HANDLERS: dict[str, EventHandler[Context]] = {
     Register.TYPE: handlers.register,
     Heartbeat.TYPE: handlers.heartbeat,
+    Heartbeats.TYPE: handlers.heartbeats,
     Deregister.TYPE: handlers.deregister,
     Drain.TYPE: handlers.drain,
     ResourceCreated.TYPE: handlers.resource,
@@ -48,4 +50,11 @@ EVENT_HANDLERS: dict[str, EventHandler[Context]] = {
     ResourceDeleted.TYPE: handlers.resource,
 }
 
-PATTERNS = [Register.TYPE, Heartbeat.TYPE, Deregister.TYPE, Drain.TYPE, "resource.*"]
+PATTERNS = [
+    Register.TYPE,
+    Heartbeat.TYPE,
+    Heartbeats.TYPE,
+    Deregister.TYPE,
+    Drain.TYPE,
+    "resource.*",
+]

@@ -87,7 +87,7 @@ class ManagerWorker:
         methods = bind_methods(RPC_METHODS, self.context, service=service)
         # Forged requests (not through govbus.rpc) land in this worker's own DLQ.
         self.server = await self.bus.serve(service, methods, dead_letter=self.config.queue)
-        log.info("manager worker ready on %s (queue %s)", self.bus.transport.url, self.config.queue)
+        log.info("manager worker ready (queue %s)", self.config.queue)
 
     async def stop(self) -> None:
         """Graceful: no new work, in-flight work finished, the outbox flushed, store closed."""

@@ -7,6 +7,7 @@ from .registry import (
     Deregister,
     Drain,
     Heartbeat,
+    Heartbeats,
     HeartbeatUnknown,
     InstanceDeregistered,
     InstanceExpired,
@@ -31,6 +32,7 @@ _EVENTS: tuple[type[Event], ...] = (
     # inputs of the discovery worker
     Register,
     Heartbeat,
+    Heartbeats,
     Deregister,
     Drain,
     ResourceObserved,

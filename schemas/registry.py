@@ -86,6 +86,19 @@ class Heartbeat(Event):
     load: Load | None = None
 
 
+MAX_BEATS = 1000
+
+
+class Heartbeats(Event):
+    """Many heartbeats in one message, for an agent that speaks for a host's or a pod's
+    instances: the same effect as sending each. A bad entry rejects the whole message, with a
+    reason naming the entry (`beats.17.instance_id: ...`)."""
+
+    TYPE: ClassVar[str] = "registry.heartbeats"
+
+    beats: list[Heartbeat] = Field(min_length=1, max_length=MAX_BEATS)
+
+
 class Deregister(Event):
     """Remove an instance now."""
 

@@ -140,19 +140,27 @@ class PrivateRabbit:
         keep_dir: bool | None = None,
         extra_config: Mapping[str, str] | None = None,
         tls: tuple[Path, Path, Path] | None = None,
+        cookie: str | None = None,
+        epmd_port: int | None = None,
+        taken: set[int] | None = None,
     ) -> None:
         """``extra_config``: more ``rabbitmq.conf`` lines (key = value). ``tls``: (CA
         certificate, server certificate, server key) PEM files for an AMQPS listener on
-        ``tls_port`` (loopback) that wants a client certificate signed by that CA."""
+        ``tls_port`` (loopback) that wants a client certificate signed by that CA.
+        ``cookie``, ``epmd_port``, ``taken``: what the nodes of one cluster share (the Erlang
+        cookie, an epmd they all register with, the ports already picked); see
+        ``tests/_rabbit_cluster.py``."""
         self.startup_timeout = startup_timeout
         self.keep_dir = (
             keep_dir if keep_dir is not None else bool(os.environ.get("GOVBUS_TEST_KEEP_RABBIT"))
         )
         self.nodename = f"govbus-test-{os.getpid()}-{secrets.token_hex(2)}@localhost"
         self.dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
-        taken: set[int] = {5672, 25672, 4369}
+        taken = taken if taken is not None else set()
+        taken |= {5672, 25672, 4369}
+        self.cookie = cookie or secrets.token_hex(16).upper()
         self.port = _pick_port(_LOW_BAND, taken)
-        self.epmd_port = _pick_port(_LOW_BAND, taken)
+        self.epmd_port = epmd_port or _pick_port(_LOW_BAND, taken)
         self.dist_port = _pick_port(_DIST_BAND, taken)
         self.tls_port = _pick_port(_LOW_BAND, taken) if tls is not None else None
         self.extra_config = dict(extra_config or {})
@@ -241,7 +249,7 @@ class PrivateRabbit:
             + "".join(f"{key} = {value}\n" for key, value in self.extra_config.items())
         )
         cookie = d / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(16).upper())
+        cookie.write_text(self.cookie)
         cookie.chmod(0o400)
 
     # --- lifecycle ------------------------------------------------------------------------

@@ -12,10 +12,11 @@ from pamqp import commands as spec
 
 from bus.errors import ConnectionLost
 from bus.message import Delivery, Message
+from bus.transport._amqp_properties import FastProperties
 
 
 def properties(message: Message) -> spec.Basic.Properties:
-    return spec.Basic.Properties(
+    return FastProperties(
         content_type=message.content_type,
         headers=message.headers or None,
         delivery_mode=2 if message.persistent else 1,

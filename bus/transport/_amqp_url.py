@@ -30,28 +30,43 @@ def normalize_url(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def split_nodes(url: str) -> list[str]:
+    """The nodes of `GOVBUS_URL`: one AMQP URL, or several separated by commas (the nodes of
+    one RabbitMQ cluster), each checked and normalized."""
+    nodes = [part.strip() for part in url.split(",")]
+    if not all(nodes):
+        raise ConfigError(f"GOVBUS_URL lists an empty node URL: {url!r}")
+    return [normalize_url(node) for node in nodes]
+
+
+def where(url: str) -> str:
+    """`scheme://host:port/vhost` of a node: what logs and errors may show (no password)."""
+    parts = urlsplit(url)
+    port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+    return f"{parts.scheme}://{parts.hostname}:{port}{parts.path or '/'}"
+
+
 def connect_error(url: str, exc: BaseException) -> ConnectionLost:
     """Why a connection could not be made, naming user and address (never the password)."""
     parts = urlsplit(url)
-    port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
-    where = f"{parts.scheme}://{parts.hostname}:{port}{parts.path or '/'}"
+    node = where(url)
     user = unquote(parts.username or "guest")
     # Before Connection.OpenOk: RabbitMQ closes with ACCESS_REFUSED on bad credentials
     # (aiormq: ProbableAuthenticationError), with NOT_ALLOWED on a vhost the user may not open
     # (aiormq: a Connection.Close where it expected OpenOk).
     if isinstance(exc, amqp_exc.ProbableAuthenticationError):
         return LoginRefused(
-            f"authentication failed: the broker at {where} refused user {user!r} "
+            f"authentication failed: the broker at {node} refused user {user!r} "
             "(ACCESS_REFUSED: wrong user name or password)"
         )
     if isinstance(exc, amqp_exc.InvalidFrameError) and "Connection.Close" in str(exc):
         vhost = unquote(parts.path[1:]) or "/"
         return LoginRefused(
-            f"the broker at {where} did not let user {user!r} open vhost {vhost!r} "
+            f"the broker at {node} did not let user {user!r} open vhost {vhost!r} "
             "(NOT_ALLOWED: no such vhost, or no permission on it)"
         )
     tls = None
     if parts.scheme == "amqps":
         tls = tls_failure(exc, client_cert="certfile" in parts.query)
     reason = tls or exc or type(exc).__name__
-    return BrokerUnreachable(f"cannot reach the broker at {where}: {reason}")
+    return BrokerUnreachable(f"cannot reach the broker at {node}: {reason}")

@@ -32,15 +32,17 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from bus.errors import (
     AccessRefused,
+    BrokerUnreachable,
     BusError,
     ConnectionLost,
+    LoginRefused,
     PublishError,
     TopologyError,
     Unroutable,
 )
 from bus.message import Message
 from bus.transport._amqp_delivery import AmqpDelivery, dropped, properties
-from bus.transport._amqp_url import connect_error, normalize_url
+from bus.transport._amqp_url import connect_error, split_nodes, where
 from bus.transport._tls import tls_context
 from bus.transport.base import ExchangeKind, OnDelivery, QueueSpec, Subscription, Transport
 
@@ -122,7 +124,9 @@ class _AmqpSubscription(Subscription):
 
 
 class AmqpTransport(Transport):
-    """A self-healing connection to RabbitMQ."""
+    """A self-healing connection to RabbitMQ: to one node, or to the first node of a cluster
+    that answers (`url` may list several, comma-separated), moving on to the next when its node
+    is lost."""
 
     keeps_log = True
 
@@ -134,7 +138,9 @@ class AmqpTransport(Transport):
         ready_timeout: float = 10.0,
         name: str = "govbus",
     ) -> None:
-        self.url = normalize_url(url)
+        self.nodes = split_nodes(url)
+        self._node = 0  # index in `nodes` of the node connected to (or tried first)
+        self.url = self.nodes[0]
         self.connect_timeout = connect_timeout
         self.ready_timeout = ready_timeout
         self.name = name
@@ -152,7 +158,13 @@ class AmqpTransport(Transport):
         self._reconnect_callbacks: list[Callable[[], None]] = []
         self._disconnect_callbacks: list[Callable[[BaseException | None], None]] = []
         self.reconnects = 0
-        self._tls: ssl.SSLContext | None = None
+        self._tls: dict[str, ssl.SSLContext] = {}
+        self._renewing: asyncio.Task[None] | None = None
+
+    @property
+    def where(self) -> str:
+        """The node connected to, fit for a log line: no user, no password."""
+        return where(self.url)
 
     # -- connection life ---------------------------------------------------------------------
 
@@ -160,19 +172,27 @@ class AmqpTransport(Transport):
         self._closing = False
         await self._open()
 
-    async def _open(self) -> None:
-        parts = urlsplit(self.url)
-        if parts.scheme == "amqps" and self._tls is None:
-            self._tls = await asyncio.to_thread(tls_context, self.url)  # reads the PEM files
-        try:
-            connection = await aio_pika.connect(
-                self.url,
-                timeout=self.connect_timeout,
-                client_properties={"connection_name": self.name},
-                ssl_context=self._tls,
+    async def _open(self, *, first: int | None = None) -> None:
+        """Connect to the first node that answers, trying them in order from `first` (the
+        current node by default), so that a lost node's clients move on to the next."""
+        start = self._node if first is None else first
+        failures: list[ConnectionLost] = []
+        for step in range(len(self.nodes)):
+            index = (start + step) % len(self.nodes)
+            try:
+                connection = await self._connect(self.nodes[index])
+            except ConnectionLost as exc:
+                failures.append(exc)
+                continue
+            self._node, self.url = index, self.nodes[index]
+            break
+        else:
+            refused = [exc for exc in failures if isinstance(exc, LoginRefused)]
+            if len(failures) == 1 or refused:
+                raise (refused or failures)[0]
+            raise BrokerUnreachable(
+                f"no node of the cluster answered: {'; '.join(map(str, failures))}"
             )
-        except (OSError, TimeoutError, amqp_exc.AMQPError) as exc:
-            raise connect_error(self.url, exc) from exc
         connection.close_callbacks.add(self._on_connection_close)
         self._connection = connection
         try:
@@ -181,6 +201,20 @@ class AmqpTransport(Transport):
             await connection.close()
             raise ConnectionLost(f"setting up the connection failed: {exc}") from exc
         self._ready.set()
+
+    async def _connect(self, url: str) -> AbstractConnection:
+        tls = self._tls.get(url)
+        if urlsplit(url).scheme == "amqps" and tls is None:
+            tls = self._tls[url] = await asyncio.to_thread(tls_context, url)  # reads PEM files
+        try:
+            return await aio_pika.connect(
+                url,
+                timeout=self.connect_timeout,
+                client_properties={"connection_name": self.name},
+                ssl_context=tls,
+            )
+        except (OSError, TimeoutError, amqp_exc.AMQPError) as exc:
+            raise connect_error(url, exc) from exc
 
     async def _set_up(self, connection: AbstractConnection, *, restore: bool) -> None:
         """The one way channels come up, on connect, reconnect and after a channel error:
@@ -205,7 +239,7 @@ class AmqpTransport(Transport):
         if self._closing:
             return
         self._ready.clear()
-        log.warning("broker connection lost (%s); reconnecting", exc or "closed")
+        log.warning("broker connection to %s lost (%s); reconnecting", self.where, exc or "closed")
         for callback in self._disconnect_callbacks:
             callback(exc)
         if self._supervisor is None or self._supervisor.done():
@@ -217,13 +251,17 @@ class AmqpTransport(Transport):
             wait=wait_exponential(multiplier=0.1, max=2.0),
             reraise=True,
         )
+        # The node that was lost is tried last: on a cluster, the next one is likely up.
+        first = (self._node + 1) % len(self.nodes)
         async for attempt in retrying:
             with attempt:
                 if self._closing:
                     return
-                await self._open()
+                await self._open(first=first)
         self.reconnects += 1
-        log.info("broker connection restored (%d consumers)", len(self.subscriptions))
+        log.info(
+            "broker connection restored to %s (%d consumers)", self.where, len(self.subscriptions)
+        )
         for callback in self._reconnect_callbacks:
             callback()
 
@@ -378,16 +416,35 @@ class AmqpTransport(Transport):
             await self._wait_ready()
         channel = self._confirm if confirm else self._fast
         assert channel is not None
-        await self._guard(
-            channel.basic_publish(
-                message.body,
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=properties(message),
-                mandatory=mandatory and confirm,
-            ),
-            f"publishing to {exchange!r} with key {routing_key!r}",
-        )
+        try:
+            await self._guard(
+                channel.basic_publish(
+                    message.body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    properties=properties(message),
+                    mandatory=mandatory and confirm,
+                ),
+                f"publishing to {exchange!r} with key {routing_key!r}",
+            )
+        except PublishError:
+            await self._after_nack(channel)
+            raise
+
+    async def _after_nack(self, channel: aiormq.abc.AbstractChannel) -> None:
+        """A nack may mean the channel is stuck: on RabbitMQ 3.10, a channel opened while a
+        stream (`govbus.log`) elects a new leader after losing a node nacks every publish
+        routed to that stream from then on, while a fresh channel publishes fine. So the
+        first nack on the current channel opens new ones (once: a burst of nacks shares it;
+        an RPC call waiting for its reply on the old channel gets none and ends at its deadline)."""
+        if channel is not self._confirm or self._renewing is not None:
+            return
+        self._renewing = asyncio.get_running_loop().create_task(self._reopen_channels())
+        try:
+            with contextlib.suppress(BusError, amqp_exc.AMQPError):
+                await asyncio.shield(self._renewing)
+        finally:
+            self._renewing = None
 
     async def consume(
         self,

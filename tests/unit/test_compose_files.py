@@ -124,3 +124,37 @@ def test_the_build_context_leaves_out_private_and_bulky_files():
             for source in args.split()[:-1]:
                 assert not ignored(source, patterns), f"COPY {source}: left out of the context"
                 assert not ignored(f"{source}/x.py", patterns) or not (ROOT / source).is_dir()
+
+
+# --- the three-node cluster option (compose/cluster.yml) ----------------------------------------
+
+CLUSTER = yaml.safe_load((ROOT / "compose" / "cluster.yml").read_text())
+
+
+def test_the_cluster_file_makes_three_nodes_of_one_cluster_and_gives_components_all_of_them():
+    from bus.settings import load_settings
+    from bus.transport._amqp_url import split_nodes
+
+    conf = (ROOT / "compose" / "rabbitmq" / "cluster.conf").read_text()
+    listed = set(re.findall(r"classic_config\.nodes\.\d+ = rabbit@(\S+)", conf))
+    services = {**COMPOSE["services"], **CLUSTER["services"]}
+    nodes = {"rabbitmq", "rabbitmq-2", "rabbitmq-3"}
+    # the node names (rabbit@<hostname>) are what cluster.conf lists
+    hostnames = {services[n].get("hostname") or COMPOSE["services"][n]["hostname"] for n in nodes}
+    assert listed == hostnames == nodes
+    cookies = {
+        CLUSTER["services"][n].get("environment", {}).get("RABBITMQ_ERLANG_COOKIE")
+        or CLUSTER["x-rabbit-node"]["environment"]["RABBITMQ_ERLANG_COOKIE"]
+        for n in nodes
+    }
+    assert len(cookies) == 1  # one cookie, or the nodes cannot talk
+    for component in ("discovery", "discovery-b", "manager", "edge"):
+        url = CLUSTER["services"][component]["environment"]["GOVBUS_URL"]
+        settings = load_settings(url=url)
+        hosts = [
+            n.split("@", 1)[1].split(":")[0] for n in split_nodes(settings.bus_url(embedded=False))
+        ]
+        assert sorted(hosts) == sorted(nodes), component
+        user = COMPOSE["services"][component]["environment"]["GOVBUS_URL"].split(":")[1]
+        assert all(n.startswith(f"amqp:{user}:") for n in url.split(",")), component
+        assert set(CLUSTER["services"][component]["depends_on"]) == nodes - {"rabbitmq"}

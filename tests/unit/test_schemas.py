@@ -55,6 +55,7 @@ STORED = {
 SPEC_EVENT_TYPES = {
     "registry.register",
     "registry.heartbeat",
+    "registry.heartbeats",
     "registry.deregister",
     "registry.drain",
     "resource.observed",
