@@ -13,6 +13,7 @@ from bus.rpc import Method
 from bus.worker import EventHandler, MethodHandler, method_table
 from schemas import (
     RPC_CONTRACT,
+    CheckResult,
     Deregister,
     Drain,
     Heartbeat,
@@ -42,10 +43,18 @@ EVENT_HANDLERS: dict[str, EventHandler[Context]] = {
     Heartbeat.TYPE: handlers.heartbeat,
     Deregister.TYPE: handlers.deregister,
     Drain.TYPE: handlers.drain,
+    CheckResult.TYPE: handlers.check,
     ResourceCreated.TYPE: handlers.resource,
     ResourceUpdated.TYPE: handlers.resource,
     ResourceStatusChanged.TYPE: handlers.resource,
     ResourceDeleted.TYPE: handlers.resource,
 }
 
-PATTERNS = [Register.TYPE, Heartbeat.TYPE, Deregister.TYPE, Drain.TYPE, "resource.*"]
+PATTERNS = [
+    Register.TYPE,
+    Heartbeat.TYPE,
+    Deregister.TYPE,
+    Drain.TYPE,
+    CheckResult.TYPE,
+    "resource.*",
+]
