@@ -187,9 +187,16 @@ def _wrap(declared: Route, view: View) -> View:
     return handle
 
 
+def _credentials() -> str | None:
+    """The `Authorization` header, or Consul's `X-Consul-Token` as a bearer token."""
+    given = request.headers.get("Authorization")
+    consul = request.headers.get("X-Consul-Token")
+    return given if given is not None or not consul else f"Bearer {consul}"
+
+
 async def _authorize(state: Edge, scope: str) -> None:
     try:
-        granted = await state.auth.scopes(request.headers.get("Authorization"))
+        granted = await state.auth.scopes(_credentials())
     except AuthUnavailable as exc:
         retry = str(max(1, math.ceil(exc.retry_after)))
         raise Problem(

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from bus.client import Bus
 from bus.errors import BusError
 from bus.settings import Settings, load_settings
-from http_edge import ops, registry, resources, stream
+from http_edge import consul, ops, registry, resources, stream
 from http_edge._context import Edge, Limits
 from http_edge.auth import Authenticator
 from http_edge.metrics import EdgeMetrics
@@ -66,7 +66,7 @@ def create_app(
         bus=bus, auth=auth, limits=limits, metrics=EdgeMetrics([bus, *observe]), owns_bus=owns_bus
     )
     app.extensions["govbus"] = state
-    for api in (ops.api, registry.api, resources.api, stream.api):
+    for api in (ops.api, registry.api, resources.api, stream.api, consul.api):
         app.register_blueprint(api.blueprint)
         state.routes.extend(api.routes)
     if settings.cors_origins:
