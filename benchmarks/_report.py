@@ -18,6 +18,7 @@ TARGETS: list[tuple[str, str, str, str, float]] = [
 ABSOLUTE: list[tuple[str, str, float]] = [
     ("heartbeats >= 3,000/s", "registry.heartbeats_per_s", 3000.0),
     ("replay >= 50,000 events/s", "replay.events_per_s", 50000.0),
+    ("HTTP checks >= 2,000/s", "checks.http_per_s", 2000.0),
 ]
 
 
@@ -88,6 +89,8 @@ def table(results: dict[str, Any]) -> str:
         ("  bytes per instance (10k)", "registry.instances_10000.bytes_per_instance"),
         ("  bytes per instance (100k)", "registry.instances_100000.bytes_per_instance"),
         ("replay events_per_s", "replay.events_per_s"),
+        ("checks http_per_s", "checks.http_per_s"),
+        ("  cpu_us per check", "checks.cpu_us_per_check"),
     ]
     shown = [(label, _get(results, path)) for label, path in extra]
     if any(v is not None for _, v in shown):
