@@ -97,6 +97,7 @@ class Checker:
         self._outbox: asyncio.Queue[CheckResult] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+        self._loaded = False  # the registry's checks read once (discovery may start later)
 
     @property
     def ready(self) -> bool:
@@ -182,9 +183,12 @@ class Checker:
             self.learn(instance)
         for key in [k for k in self.tracked if k[0] not in present]:
             del self.tracked[key]
+        self._loaded = True
         self.rebalance()
 
     async def _load_members(self) -> None:
+        if not self._loaded:
+            await self._load_state()  # the discovery worker was not there at start
         params = {"name": self.config.service}
         try:
             view = await self.bus.call(f"{self.config.discovery}.service", params, timeout=10)
