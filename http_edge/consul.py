@@ -11,10 +11,9 @@ come as `X-Consul-Token`. This module is the base of the Consul-compatible API: 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, WithJsonSchema
 from quart import Response, g, request
 
 from bus.errors import NotFound
@@ -62,20 +61,30 @@ def _done() -> Response:
     return Response(b"", status=200)
 
 
+ConsulService = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": "Consul's service definition (Name, ID, Address, Port, Tags, Meta, "
+            "Weights, Check, Checks), keys in any case as Consul reads them",
+        }
+    ),
+]
+
+
 @api.put(
     "/v1/agent/service/register",
     "Register a service with Consul's body (publishes registry.register)",
     scope=WRITE,
+    body=ConsulService,
+    any_media=True,
     ok=DONE,
-    raises=(400, 422),
+    raises=(422,),
     bus=True,
 )
-async def register() -> Response:
-    # Consul clients rarely say `Content-Type`: the body is read as JSON whatever it says.
-    try:
-        body = orjson.loads(await request.get_data())
-    except orjson.JSONDecodeError as exc:
-        raise Problem(400, f"the body is not valid JSON: {exc}", slug="malformed-json") from None
+async def consul_register(body: dict[str, Any]) -> Response:
+    # Consul decodes keys without case, which a JSON Schema cannot say: translated here.
     try:
         payload = register_payload(body, default_address=request.remote_addr or "127.0.0.1")
         event = Register.model_validate(payload)
@@ -103,7 +112,7 @@ async def _instance(instance_id: str) -> InstanceView:
     raises=(404,),
     bus=True,
 )
-async def deregister(service_id: str) -> Response:
+async def consul_deregister(service_id: str) -> Response:
     view = await _instance(service_id)
     await publish(Deregister(service=view.instance.service, instance_id=service_id))
     return _done()
@@ -131,7 +140,7 @@ async def _ttl_owner(check_id: str) -> str:
     raises=(404,),
     bus=True,
 )
-async def check_update(verdict: str, check_id: str, query: CheckNote) -> Response:
+async def consul_check_update(verdict: str, check_id: str, query: CheckNote) -> Response:
     view = await _instance(await _ttl_owner(check_id))
     instance = view.instance
     status = STATUS[verdict]

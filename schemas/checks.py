@@ -10,10 +10,10 @@ turns critical, `successes_before_passing` consecutive passes before it turns pa
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from ._base import Event
@@ -75,13 +75,67 @@ def _headers(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-CheckId = Annotated[str, AfterValidator(_instance_id), Field(max_length=128)]
+_LABEL = r"[a-z](?:[a-z0-9-]{0,19}[a-z0-9])?"
+_ID = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?"
+# Every value a pattern admits is accepted; where the rule is wider than a portable pattern
+# can say (any host name), the schema admits a part of it and its description says the whole.
+_URL_SCHEMA = {
+    "type": "string",
+    "maxLength": 2048,
+    "pattern": rf"^https?://{_LABEL}(\.{_LABEL}){{0,3}}"
+    r"(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$",
+    "description": "An http:// or https:// URL with a host (and a port 1-65535, if any)",
+}
+_TCP_SCHEMA = {
+    "type": "string",
+    "maxLength": 300,
+    "pattern": rf"^{_LABEL}(\.{_LABEL}){{0,3}}:[1-9][0-9]{{0,3}}$",
+    "description": "host:port: a hostname or an IP address ([v6] in brackets), port 1-65535",
+}
+_HEADERS_SCHEMA = {
+    "type": "object",
+    "maxProperties": 32,
+    "patternProperties": {
+        "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$": {
+            "type": "string",
+            "maxLength": 1024,
+            "pattern": "^[^\r\n\x00]*$",
+        }
+    },
+    "additionalProperties": False,
+}
+
+CheckId = Annotated[
+    str,
+    AfterValidator(_instance_id),
+    Field(max_length=128),
+    WithJsonSchema({"type": "string", "pattern": f"^{_ID}$", "minLength": 1, "maxLength": 128}),
+]
 """A check's id within its instance: the same rule as an instance id."""
 
-Url = Annotated[str, Field(max_length=2048), AfterValidator(_url)]
-TcpTarget = Annotated[str, Field(max_length=300), AfterValidator(_tcp)]
-Headers = Annotated[dict[str, Annotated[str, Field(max_length=1024)]], Field(max_length=32)]
+Url = Annotated[str, Field(max_length=2048), AfterValidator(_url), WithJsonSchema(_URL_SCHEMA)]
+TcpTarget = Annotated[str, Field(max_length=300), AfterValidator(_tcp), WithJsonSchema(_TCP_SCHEMA)]
+Headers = Annotated[
+    dict[str, Annotated[str, Field(max_length=1024)]],
+    Field(max_length=32),
+    AfterValidator(_headers),
+    WithJsonSchema(_HEADERS_SCHEMA),
+]
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _one_kind_schema(schema: dict[str, Any]) -> None:
+    # Exactly one of `http` or `tcp`, each a string when given (null is the same as absent).
+    properties = schema.get("properties", {})
+    for name in ("http", "tcp"):
+        options = properties.get(name, {}).get("anyOf", [])
+        kept = [o for o in options if o.get("type") != "null"]
+        if len(kept) == 1:
+            properties[name] = {
+                **kept[0],
+                **{k: v for k, v in properties[name].items() if k not in ("anyOf", "default")},
+            }
+    schema["oneOf"] = [{"required": ["http"]}, {"required": ["tcp"]}]
 
 
 class Check(BaseModel):
@@ -90,13 +144,13 @@ class Check(BaseModel):
     `id` defaults to `check-<n>` (its 1-based position in `checks[]`).
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra=_one_kind_schema)
 
     id: CheckId | None = None
     http: Url | None = None
     tcp: TcpTarget | None = None
     method: Method = "GET"
-    headers: Annotated[Headers, AfterValidator(_headers)] = {}
+    headers: Headers = {}
     tls_skip_verify: bool = False
     interval_s: Annotated[float, Field(ge=1, le=3600, allow_inf_nan=False)] = 10.0
     timeout_s: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 2.0
