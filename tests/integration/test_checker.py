@@ -163,3 +163,35 @@ async def test_two_checkers_share_twenty_instances(broker_url, unique, tmp_path,
             gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
             # About once per interval (1 s): never twice in one (no check runs twice).
             assert min(gaps) > 0.5, (name, gaps)
+
+
+async def test_a_bad_check_on_the_bus_is_dead_lettered_naming_the_field(
+    broker_url, unique, tmp_path
+):
+    async with stack(broker_url, unique, tmp_path) as s:
+        base = {"service": unique, "address": "127.0.0.1", "port": 80}
+        bad = {
+            "url": {"http": "http://db:99999/health"},
+            "interval": {"tcp": "db:5432", "interval_s": 0.5},
+            "port": {"tcp": "db:0"},
+        }
+        for name, check in bad.items():
+            data = {**base, "instance_id": f"{unique}-{name}", "checks": [check]}
+            await s.client.publisher.publish_raw(
+                "registry.register", data, event_id=f"{unique}-{name}"
+            )
+        reasons: dict[str, str] = {}
+
+        def take(delivery: Any) -> None:
+            message_id = str(delivery.message.message_id or "")
+            if message_id.startswith(unique):
+                error = str(delivery.message.headers["x-govbus-error"])
+                reasons[message_id.removeprefix(unique + "-")] = error
+
+        dlq = f"{unique}.discovery.dlq"
+        sub = await s.client.transport.consume(dlq, take, prefetch=10)
+        await eventually(lambda: len(reasons) == 3, timeout=10, what=f"3 dead letters: {reasons}")
+        await sub.close()
+        assert reasons["url"].startswith("invalid registry.register: checks.0.http: must be")
+        assert reasons["interval"].startswith("invalid registry.register: checks.0.interval_s")
+        assert reasons["port"].startswith("invalid registry.register: checks.0.tcp: must be")
