@@ -83,6 +83,7 @@ class Checker:
             concurrency=config.concurrency,
             connections=config.connections,
             name=self.id,
+            user_agent=f"govbus-checker ({self.id})",
         )
         registration = Register(
             service=config.service,

@@ -52,12 +52,14 @@ class ProbeRunner:
         concurrency: int = 512,
         connections: int = 256,
         name: str = "checker",
+        user_agent: str = "govbus-checker",
     ) -> None:
         self.on_verdict = on_verdict
         self.concurrency = concurrency
         self.connections = connections
         self.runs = 0
         self.name = name
+        self.user_agent = user_agent
         self._owner: asyncio.AbstractEventLoop | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -124,7 +126,8 @@ class ProbeRunner:
             connector=connector,
             timeout=timeout,
             auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
+            cookie_jar=aiohttp.DummyCookieJar(),  # no cookie carried from one run to the next
+            headers={"User-Agent": self.user_agent},  # a check's own `headers` may override it
         ) as session:
             self._started.set()
             while not self._stopping.is_set():

@@ -4,8 +4,8 @@
 `/status/<code>` that code; `/hang` never answers; `/redirect` redirects to itself forever;
 `/big` streams 10 MB slowly (`big_sent` counts what went out); `/script/<name>` answers the
 codes queued in `scripts[name]`, then 200; `/hit/<name>` 200, counting each hit with its time
-in `hits[name]`. `reset_port()` is a TCP server that resets every connection; `closed_port()`
-is a port nothing listens on.
+in `hits[name]` and its `User-Agent` in `agents[name]`. `reset_port()` is a TCP server that
+resets every connection; `closed_port()` is a port nothing listens on.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from aiohttp import web
 class Targets:
     def __init__(self) -> None:
         self.hits: defaultdict[str, list[float]] = defaultdict(list)
+        self.agents: defaultdict[str, list[str]] = defaultdict(list)
         self.scripts: dict[str, list[int]] = {}
         self.big_sent = 0
         self.url = ""
@@ -99,4 +100,5 @@ class Targets:
 
     async def _hit(self, request: web.Request) -> web.Response:
         self.hits[request.match_info["name"]].append(time.monotonic())
+        self.agents[request.match_info["name"]].append(request.headers.get("User-Agent", ""))
         return web.Response(text="ok")
