@@ -196,3 +196,18 @@ async def test_a_bad_check_on_the_bus_is_dead_lettered_naming_the_field(
         assert reasons["url"].startswith("invalid registry.register: checks.0.http: must be")
         assert reasons["interval"].startswith("invalid registry.register: checks.0.interval_s")
         assert reasons["port"].startswith("invalid registry.register: checks.0.tcp: must be")
+
+
+async def test_a_hanging_target_does_not_hold_up_other_checks(
+    broker_url, unique, tmp_path, targets
+):
+    async with stack(broker_url, unique, tmp_path) as s:
+        await s.checker()
+        hang = {"http": f"{targets.url}/hang", "interval_s": 1, "timeout_s": 300}
+        await s.register("stuck-1", [hang])
+        await s.register("fine-1", [{"http": f"{targets.url}/hit/fine", "interval_s": 1}])
+        # The other check keeps its pace while the first run of the hanging one is still open.
+        await eventually(lambda: len(targets.hits["fine"]) >= 4, timeout=20)
+        await wait_status(s, "fine-1", "passing")
+        assert await status_of(s, "stuck-1") == "critical"
+        assert not [r for r in s.results if r["instance_id"] == "stuck-1"]  # no verdict yet
