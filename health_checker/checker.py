@@ -77,6 +77,8 @@ class Checker:
         self.tracked: dict[Key, Tracked] = {}
         self.members: set[str] = {self.id}
         self.owned: set[Key] = set()
+        self.by_instance: dict[str, set[Key]] = {}
+        self._ring: list[str] = [self.id]
         self.published = 0
         self.runner = ProbeRunner(
             self._on_verdict,
@@ -140,36 +142,45 @@ class Checker:
 
     # -- learning --------------------------------------------------------------------------
 
-    def learn(self, instance: Instance) -> None:
-        """Take an instance's checks as the registry has them (replacing what was known)."""
+    def learn(self, instance: Instance) -> set[Key]:
+        """Take an instance's checks as the registry has them (replacing what was known);
+        returns the keys added, changed or removed."""
         iid = instance.instance_id
-        seen = set()
+        had = self.by_instance.pop(iid, set())
+        now: set[Key] = set()
+        touched: set[Key] = set()
         for state in instance.checks:
             key = (iid, str(state.check.id))
-            seen.add(key)
+            now.add(key)
             known = self.tracked.get(key)
             if known is None or known.check != state.check:
                 self.tracked[key] = Tracked(instance.service, state.check, state.status)
+                touched.add(key)
             else:
                 known.service = instance.service
-        for key in [k for k in self.tracked if k[0] == iid and k not in seen]:
+        for key in had - now:
             del self.tracked[key]
-        if instance.service == self.config.service:
-            self._member(iid, instance.status in _LIVE)
+            touched.add(key)
+        if now:
+            self.by_instance[iid] = now
+        return touched
 
-    def forget(self, service: str, instance_id: str) -> None:
-        for key in [k for k in self.tracked if k[0] == instance_id]:
+    def forget(self, instance_id: str) -> set[Key]:
+        gone = self.by_instance.pop(instance_id, set())
+        for key in gone:
             del self.tracked[key]
-        if service == self.config.service:
-            self._member(instance_id, False)
+        return gone
 
-    def _member(self, instance_id: str, live: bool) -> None:
+    def _member(self, instance_id: str, live: bool) -> bool:
+        """Record whether a checker is live; returns whether the members changed."""
         if instance_id == self.id:
-            return  # itself, always
+            return False  # itself, always
+        before = len(self.members)
         if live:
             self.members.add(instance_id)
         else:
             self.members.discard(instance_id)
+        return len(self.members) != before
 
     async def _load_state(self) -> None:
         try:
@@ -182,8 +193,10 @@ class Checker:
             instance = Instance.model_validate(raw)
             present.add(instance.instance_id)
             self.learn(instance)
-        for key in [k for k in self.tracked if k[0] not in present]:
-            del self.tracked[key]
+            if instance.service == self.config.service:
+                self._member(instance.instance_id, instance.status in _LIVE)
+        for instance_id in set(self.by_instance) - present:
+            self.forget(instance_id)
         self._loaded = True
         self.rebalance()
 
@@ -203,36 +216,65 @@ class Checker:
     def _on_event(self, delivery: Delivery) -> None:
         kind = delivery.routing_key
         body = delivery.message.body
+        ours = self.config.service
         try:
             if kind == InstanceRegistered.TYPE:
-                self.learn(InstanceRegistered.model_validate_json(body).instance)
+                instance = InstanceRegistered.model_validate_json(body).instance
+                touched = self.learn(instance)
+                joined = instance.service == ours and self._member(
+                    instance.instance_id, instance.status in _LIVE
+                )
             elif kind in (InstanceDeregistered.TYPE, InstanceExpired.TYPE):
                 gone = InstanceDeregistered.model_validate_json(body)
-                self.forget(gone.service, gone.instance_id)
+                touched = self.forget(gone.instance_id)
+                joined = gone.service == ours and self._member(gone.instance_id, False)
             elif kind == InstanceStatusChanged.TYPE:
                 changed = InstanceStatusChanged.model_validate_json(body)
-                if changed.service != self.config.service:
+                if changed.service != ours:
                     return
-                self._member(changed.instance_id, changed.status in _LIVE)
+                touched, joined = set(), self._member(changed.instance_id, changed.status in _LIVE)
             else:
                 return
         except ValidationError as exc:
             log.warning("checker %s: ignored a bad %s: %s", self.id, kind, exc)
             return
-        self.rebalance()
+        if joined:
+            self.rebalance()  # the members changed: every check may move
+        elif touched:
+            self.place(touched)
 
     # -- sharing ---------------------------------------------------------------------------
 
     def rebalance(self) -> None:
         """Hand the runner the checks this checker owns among the live members now."""
-        members = sorted(self.members)
-        owned = {k for k in self.tracked if owner(f"{k[0]}/{k[1]}", members) == self.id}
+        self._ring = sorted(self.members)
+        owned = {k for k in self.tracked if self._mine(k)}
         for key in owned - self.owned:
-            tracked = self.tracked[key]
-            tracked.fails = tracked.passes = 0
-            tracked.announce = True
+            self._take(key)
         self.owned = owned
-        self.runner.assign({k: self.tracked[k].check for k in owned})
+        self._assign()
+
+    def place(self, keys: set[Key]) -> None:
+        """Decide only `keys` (added, changed or removed checks; members unchanged)."""
+        for key in keys:
+            if key in self.tracked and self._mine(key):
+                if key not in self.owned:
+                    self._take(key)
+                    self.owned.add(key)
+            else:
+                self.owned.discard(key)
+        self._assign()
+
+    def _mine(self, key: Key) -> bool:
+        return owner(f"{key[0]}/{key[1]}", self._ring) == self.id
+
+    def _take(self, key: Key) -> None:
+        tracked = self.tracked[key]
+        tracked.fails = tracked.passes = 0
+        tracked.announce = True  # a new owner says what it finds once, changed or not
+
+    def _assign(self) -> None:
+        self.runner.assign({k: self.tracked[k].check for k in self.owned})
 
     # -- verdicts --------------------------------------------------------------------------
 
