@@ -310,8 +310,14 @@ class Registry:
         self.protection_exited_us = protection_exited_us
         self.protection_since_us = protection_since_us
         self.protection_ttl_us = protection_ttl_us
+        if protection and not protection_ttl_us:
+            # Saved before protection had a start: it began at the latest miss, at the latest.
+            missed = [self.instances[i] for i in self.missed]
+            self.protection_since_us = max((e.missed_at for e in missed), default=0)
+            self.protection_ttl_us = max((e.ttl_us for e in missed), default=seconds_us(30))
         if protection:
-            self._arm_protection(protection_since_us + self.evidence_ttls * protection_ttl_us)
+            start = self.protection_since_us
+            self._arm_protection(start + self.evidence_ttls * self.protection_ttl_us)
         for resource_id, (host, version) in placements.items():
             self.placements[resource_id] = (host, version)
             if host is not None:
@@ -456,7 +462,7 @@ class Registry:
         elif self._others_beating():
             self._exit(due, cause, "others_beating")
         else:
-            self._arm_protection(due + self.protection_ttl_us)
+            self._arm_protection(due + max(self.protection_ttl_us, seconds_us(1)))
 
     def _others_beating(self) -> bool:
         """Every instance not missing has beaten since protection started (and there is one)."""

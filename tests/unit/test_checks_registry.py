@@ -188,3 +188,32 @@ def test_protection_with_no_evidence_ends_at_its_time_limit():
     assert [e.reason for e in exited] == ["time_limit"]
     out = reg.advance(T0 + 10 * S + 120 * S + 10 * S)
     assert len(of(out, "registry.instance.expired")) == 10 and not reg.instances
+
+
+def _restored(reg: Registry, **state) -> Registry:
+    """A registry restored from `reg`'s entries, as the journal would after a restart."""
+    again = Registry(max_protection_s=120)
+    entries = list(reg.instances.values())
+    again.load(entries, index=reg.index, protection=True, protection_exited_us=0,
+               placements={}, **state)  # fmt: skip
+    return again
+
+
+def test_a_restart_during_protection_keeps_its_deadline():
+    reg = Registry(max_protection_s=120)
+    _fleet(reg, 10)
+    reg.advance(T0 + 30 * S)
+    assert reg.protection
+    since = reg.protection_since_us
+    again = _restored(reg, protection_since_us=since, protection_ttl_us=reg.protection_ttl_us)
+    out = again.advance(since + 120 * S)
+    assert [e.reason for e in of(out, "registry.protection.exited")] == ["time_limit"]
+
+
+def test_protection_saved_without_a_start_ends_instead_of_spinning():
+    reg = Registry(max_protection_s=120)
+    _fleet(reg, 10)
+    reg.advance(T0 + 30 * S)
+    again = _restored(reg)  # no protection_since_us / protection_ttl_us: an older store
+    out = again.advance(T0 + 10 * S + 120 * S)  # the latest miss (10 s) + protection_max_s
+    assert [e.reason for e in of(out, "registry.protection.exited")] == ["time_limit"]
