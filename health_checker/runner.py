@@ -101,7 +101,7 @@ class ProbeRunner:
     # -- in the runner's thread ------------------------------------------------------------
 
     def _main(self) -> None:
-        # uvloop, when installed, roughly halves the CPU a check costs; asyncio's loop otherwise.
+        # uvloop where it is installed (a faster loop for many connections); asyncio's otherwise.
         try:
             import uvloop
         except ImportError:
