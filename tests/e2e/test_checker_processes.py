@@ -128,3 +128,37 @@ def test_govbus_up_runs_a_checker_and_refuses_a_bad_check(tmp_path):
 
 async def eventually_sync(predicate: object) -> None:
     await eventually(predicate, timeout=20, interval=0.1)  # type: ignore[arg-type]
+
+
+@pytest.mark.rabbitmq
+def test_govbus_checker_stops_on_sigterm_with_exit_0(amqp_url, tmp_path):
+    with private_vhost(amqp_url) as url:
+        log = tmp_path / "stderr.txt"
+        with log.open("w") as stderr:
+            proc = subprocess.Popen([GOVBUS, "checker", "--url", url], stderr=stderr)
+        try:
+            deadline = time.monotonic() + 20
+            while "health checker running" not in log.read_text():
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_govbus_checker_with_a_bad_url_is_one_line():
+    done = subprocess.run(
+        [GOVBUS, "checker", "--url", "http://nope"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "govbus: error: GOVBUS_URL: must start with amqp://, amqps:// or memory://"
+    ]
