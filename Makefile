@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 STAMP_TEST := $(VENV)/.stamp-test
 STAMP_BENCH := $(VENV)/.stamp-bench
 # Only the directories that exist (some are written later than others).
-LINT_DIRS := $(wildcard bus schemas discovery_worker manager_worker http_edge govbus tests benchmarks)
+LINT_DIRS := $(wildcard bus schemas discovery_worker manager_worker http_edge health_checker govbus tests benchmarks)
 
 .PHONY: venv run services lint typecheck test bench compose clean
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from schemas import Instance, InstanceStatus, Register, Status
+from schemas import CheckState, Instance, InstanceStatus, Register, Status
 
 from ._time import NEVER, from_us, seconds_us
 
 _NO_TAGS: tuple[str, ...] = ()
+_RANK = {"passing": 0, "warning": 1, "draining": 2, "critical": 3}
+"""Worst wins when an instance's TTL and its checks disagree (a critical check beats draining)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -36,6 +38,7 @@ class Entry:
     note: str = ""
     reason: str | None = None  # of the last status change
     scheduled: int = NEVER  # the due time of its live entry in the timer heap
+    checks: dict[str, CheckState] | None = None  # by check id; None: no active checks
 
     @property
     def ttl_us(self) -> int:
@@ -48,12 +51,27 @@ class Entry:
         (heartbeats resume over a TTL, not all at once) before it is removed.
         """
         ttl = self.ttl_us
+        if ttl == 0:
+            return NEVER  # no TTL: heartbeats are never awaited (checks alone decide)
         missed_at = self.last_heartbeat + ttl
         if not self.missed:
             return missed_at
         if protection:
             return NEVER
         return max(missed_at + seconds_us(self.deregister_after_s), protection_exited + ttl)
+
+    def health(self) -> InstanceStatus:
+        """The worst of what its heartbeats say (missed, draining, reported) and its checks."""
+        status: InstanceStatus = (
+            "critical" if self.missed else "draining" if self.draining else self.reported
+        )
+        for state in (self.checks or {}).values():
+            if _RANK[state.status] > _RANK[status]:
+                status = state.status
+        return status
+
+    def check_definitions(self) -> tuple[object, ...]:
+        return tuple(s.check for s in (self.checks or {}).values())
 
     def same_registration(self, other: Entry) -> bool:
         return (
@@ -65,6 +83,7 @@ class Entry:
             self.weight,
             self.ttl_s,
             self.deregister_after_s,
+            self.check_definitions(),
         ) == (
             other.service,
             other.address,
@@ -74,6 +93,7 @@ class Entry:
             other.weight,
             other.ttl_s,
             other.deregister_after_s,
+            other.check_definitions(),
         )
 
     def update_from(self, other: Entry) -> None:
@@ -85,10 +105,16 @@ class Entry:
         )
         self.weight, self.ttl_s = other.weight, other.ttl_s
         self.deregister_after_s = other.deregister_after_s
+        # A check that stays the same keeps what is known of it; a new one starts critical.
+        old = self.checks or {}
+        self.checks = {
+            check_id: old[check_id] if check_id in old and old[check_id].check == new.check else new
+            for check_id, new in (other.checks or {}).items()
+        } or None
 
 
 def entry_from_register(event: Register, at: int) -> Entry:
-    return Entry(
+    entry = Entry(
         service=sys.intern(event.service),
         instance_id=event.instance_id,
         address=event.address,
@@ -100,7 +126,14 @@ def entry_from_register(event: Register, at: int) -> Entry:
         deregister_after_s=event.deregister_after_s,
         registered_at=at,
         last_heartbeat=at,
+        checks={
+            str(check.id): CheckState.model_construct(check=check, status="critical", output="")
+            for check in event.checks
+        }
+        or None,
     )
+    entry.status = entry.health()  # a checked instance starts critical until its checks pass
+    return entry
 
 
 def instance_view(entry: Entry) -> Instance:
@@ -121,4 +154,5 @@ def instance_view(entry: Entry) -> Instance:
         load=entry.load,
         note=entry.note,
         reason=entry.reason,
+        checks=list((entry.checks or {}).values()),
     )

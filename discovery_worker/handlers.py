@@ -6,10 +6,10 @@ Handlers are plain functions: the typed event and its meta first, then `ctx`, th
 
 Durability per event type:
 
-- `registry.register`, `.deregister`, `.drain` and `resource.*` are acknowledged only once
-  their effect, their inbox mark and the events they cause are committed (the handler waits
-  for a flush), so nothing acknowledged is lost; a redelivered one finds its inbox mark (or,
-  for resources, a version it already has) and has no second effect.
+- `registry.register`, `.deregister`, `.drain`, `registry.check` and `resource.*` are
+  acknowledged only once their effect, their inbox mark and the events they cause are
+  committed (the handler waits for a flush), so nothing acknowledged is lost; a redelivered
+  one finds its inbox mark (or, for resources, a version it already has) and has no second effect.
 - `registry.heartbeat` (and each beat of `registry.heartbeats`) changes memory only, and is
   written behind by the periodic flush. Its effect is idempotent by construction: the
   heartbeat's own time (`meta.time`) becomes `last_heartbeat`, and a heartbeat not newer than
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from bus.message import EventMeta
 from schemas import (
+    CheckResult,
     Deregister,
     Drain,
     Heartbeat,
@@ -52,6 +53,14 @@ async def deregister(event: Deregister, meta: EventMeta, *, ctx: Context) -> Non
 async def drain(event: Drain, meta: EventMeta, *, ctx: Context) -> None:
     if not ctx.journal.seen(meta.id):
         ctx.registry.drain(event, meta.id, to_us(meta.time))
+        ctx.journal.mark(meta.id)
+    await ctx.journal.flush()
+
+
+async def check(event: CheckResult, meta: EventMeta, *, ctx: Context) -> None:
+    # Checkers publish only changes: each is rare and worth a durable acknowledgement.
+    if not ctx.journal.seen(meta.id):
+        ctx.registry.check(event, meta.id, to_us(meta.time))
         ctx.journal.mark(meta.id)
     await ctx.journal.flush()
 

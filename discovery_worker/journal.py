@@ -55,6 +55,7 @@ from bus.store import (
 )
 from bus.topology import EVENTS
 from bus.transport.base import Transport
+from schemas import CheckState
 
 from ._entry import Entry
 from ._time import from_us
@@ -93,6 +94,15 @@ class PlacementRow(Base):
     version: Mapped[int] = mapped_column(BigInteger)
 
 
+class ChecksRow(Base):
+    """An instance's active checks with their last status: one row per checked instance,
+    in a table of its own so heartbeats (the hot path) never rewrite it."""
+
+    __tablename__ = "discovery_checks"
+    instance_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    checks: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
 class StateRow(Base):
     __tablename__ = "discovery_state"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -109,6 +119,7 @@ TABLES = [
     for name in (
         InstanceRow.__tablename__,
         PlacementRow.__tablename__,
+        ChecksRow.__tablename__,
         StateRow.__tablename__,
         InboxRow.__tablename__,
         OutboxRow.__tablename__,
@@ -217,6 +228,10 @@ def _add_reason(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE {table} ADD COLUMN reason VARCHAR(256)"))
 
 
+def _checks(entry: Entry) -> list[dict[str, Any]]:
+    return [state.model_dump(mode="json") for state in (entry.checks or {}).values()]
+
+
 class Journal:
     """Writes the registry behind, in batches, and restores it."""
 
@@ -269,12 +284,19 @@ class Journal:
                 gc.enable()
         async with self.store.unit_of_work() as session:
             placements = (await session.scalars(select(PlacementRow))).all()
+            checks = {r.instance_id: r.checks for r in await session.scalars(select(ChecksRow))}
             state = {r.key: r.value for r in (await session.scalars(select(StateRow))).all()}
+        for entry in entries if checks else ():
+            if entry.instance_id in checks:
+                states = [CheckState.model_validate(c) for c in checks[entry.instance_id]]
+                entry.checks = {str(c.check.id): c for c in states} or None
         self.registry.load(
             entries,
             index=state.get("index", 0),
             protection=bool(state.get("protection", 0)),
             protection_exited_us=state.get("protection_exited_us", 0),
+            protection_since_us=state.get("protection_since_us", 0),
+            protection_ttl_us=state.get("protection_ttl_us", 0),
             placements={p.resource_id: (p.host, p.version) for p in placements},
         )
         async with self.store.unit_of_work() as session:
@@ -322,15 +344,21 @@ class Journal:
     async def flush_locked(self) -> int:
         """`flush()` for a caller that holds `lock`."""
         reg = self.registry
-        if (
-            not (reg.dirty or reg.removed or reg.dirty_placements or reg.pending or self.marks)
-            and not self.sent
-        ):
+        if not (
+            reg.dirty or reg.removed or reg.dirty_placements or reg.pending or self.marks
+        ) and not (self.sent or reg.dirty_checks):
             return 0
         # Take everything synchronously (handlers keep changing memory while we await).
         dirty, reg.dirty = reg.dirty, set()
         removed, reg.removed = reg.removed, set()
         moved, reg.dirty_placements = reg.dirty_placements, set()
+        checked, reg.dirty_checks = reg.dirty_checks, set()
+        check_rows = [
+            {"instance_id": i, "checks": _checks(reg.instances[i])}
+            for i in sorted(checked)
+            if i in reg.instances and reg.instances[i].checks
+        ]
+        unchecked = sorted(checked - {r["instance_id"] for r in check_rows})
         pending, reg.pending = reg.pending, []
         marks, self.marks = self.marks, set()
         sent, self.sent = self.sent, []
@@ -344,6 +372,8 @@ class Journal:
             {"key": "index", "value": reg.index},
             {"key": "protection", "value": int(reg.protection)},
             {"key": "protection_exited_us", "value": reg.protection_exited_us},
+            {"key": "protection_since_us", "value": reg.protection_since_us},
+            {"key": "protection_ttl_us", "value": reg.protection_ttl_us},
         ]
         now = self.clock.now()
         try:
@@ -354,6 +384,11 @@ class Journal:
                         delete(InstanceRow).where(InstanceRow.instance_id.in_(sorted(removed)))
                     )
                 await upsert(session, PlacementRow, "resource_id", placements)
+                await upsert(session, ChecksRow, "instance_id", check_rows)
+                if unchecked:
+                    await session.execute(
+                        delete(ChecksRow).where(ChecksRow.instance_id.in_(unchecked))
+                    )
                 await upsert(session, StateRow, "key", state)
                 await insert_ignore(
                     session,
@@ -372,6 +407,7 @@ class Journal:
             reg.dirty |= dirty - reg.removed
             reg.removed |= removed - reg.dirty
             reg.dirty_placements |= moved
+            reg.dirty_checks |= checked
             reg.pending[:0] = pending
             self.marks |= marks
             self.sent[:0] = sent

@@ -14,10 +14,18 @@ Health, for each instance:
 - missed for `deregister_after_s` more -> removed (`registry.instance.expired`), unless
   expiry protection is on.
 
+Active checks: a `registry.check` sets one check's status; the instance's status is the
+worst of its heartbeats' (missed, draining, reported) and its checks' (`Entry.health`), and a
+change a check caused says so (`check_failed`, `check_warning`, `check_passed`).
+
 Expiry protection: when at least `min_critical` instances, and more than `threshold` of all
 instances, missed their heartbeats within one TTL window, expiry stops (they stay listed as
-`critical`) until heartbeats resume and the missing share falls back under the rule; those
-still missing then get one more TTL to come back before they are removed.
+`critical`) until heartbeats resume and the missing share falls back under the rule. It ends
+anyway after `max_protection_s`, or sooner on evidence: when, `evidence_ttls` TTLs after it
+started (and every TTL after that), every instance still beating has beaten since it started,
+the bus demonstrably works and the silence is the silent instances' own. Those still missing
+then get one more TTL to come back before they are removed (`reason="protection_ended"` when
+protection kept them past their own `deregister_after_s`).
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from dataclasses import dataclass
 
 from bus.ids import derived_id
 from schemas import (
+    CheckResult,
+    CheckState,
     Deregister,
     Drain,
     Event,
@@ -45,7 +55,12 @@ from schemas import (
 )
 
 from ._entry import Entry, entry_from_register, instance_view
-from ._time import NEVER, from_us
+from ._time import NEVER, from_us, seconds_us, to_us
+
+_PROTECTION = ""
+"""The timer heap's key for the protection timer (no instance id is empty)."""
+
+_CHECK_REASONS = {"passing": "check_passed", "warning": "check_warning", "critical": "check_failed"}
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://govbus.dev/discovery")
 """The discovery worker's namespace of derived ids: `derived_id(NAMESPACE, cause, type, key)`
@@ -64,19 +79,32 @@ class Derived:
 class Registry:
     """Every known instance, by id and by service, with the registry `index`."""
 
-    def __init__(self, *, threshold: float = 0.5, min_critical: int = 3) -> None:
+    def __init__(
+        self,
+        *,
+        threshold: float = 0.5,
+        min_critical: int = 3,
+        max_protection_s: float = 900.0,
+        evidence_ttls: int = 5,
+    ) -> None:
         self.threshold = threshold
         self.min_critical = min_critical
+        self.max_protection_us = seconds_us(max_protection_s)
+        self.evidence_ttls = evidence_ttls
         self.instances: dict[str, Entry] = {}
         self.by_service: dict[str, dict[str, Entry]] = {}
         self.index = 0
         self.protection = False
         self.protection_exited_us = 0
+        self.protection_since_us = 0
+        self.protection_ttl_us = 0  # the TTL of the miss that started it: the evidence pace
+        self._protection_due = NEVER
         self.missed: set[str] = set()
         self.pending: list[Derived] = []
         # What the journal has yet to write.
         self.dirty: set[str] = set()
         self.removed: set[str] = set()
+        self.dirty_checks: set[str] = set()  # instances whose checks changed (own table)
         # Resources placed on instances (learnt from `resource.*`): id -> (host, version).
         self.placements: dict[str, tuple[str | None, int]] = {}
         self.placed: Counter[str] = Counter()
@@ -90,6 +118,8 @@ class Registry:
         mark = len(self.pending)
         old = self.instances.get(event.instance_id)
         new = entry_from_register(event, at)
+        if new.checks or (old is not None and old.checks):
+            self.dirty_checks.add(event.instance_id)
         if old is None:
             self._add(new)
             self._emit(InstanceRegistered(instance=instance_view(new)), at, event_id, new)
@@ -108,7 +138,7 @@ class Registry:
             entry.last_heartbeat = max(entry.last_heartbeat, at)
             entry.reported, entry.draining, entry.load, entry.note = "passing", False, None, ""
             self._unmiss(entry)
-            entry.status = "passing"
+            entry.status = entry.health()
             self._touch(entry)
             if changed:
                 self._emit(InstanceRegistered(instance=instance_view(entry)), at, event_id, entry)
@@ -140,7 +170,7 @@ class Registry:
         entry.last_heartbeat = at
         entry.reported, entry.load, entry.note = event.status, event.load, event.note
         self._unmiss(entry)
-        entry.status = "draining" if entry.draining else event.status
+        entry.status = entry.health()
         self._touch(entry)
         if entry.status != previous:
             self._status(entry, previous, "recovered" if was_missed else "reported", at, event_id)
@@ -171,11 +201,39 @@ class Registry:
         mark = len(self.pending)
         entry.draining = True
         previous = entry.status
-        if not entry.missed:
-            entry.status = "draining"
+        entry.status = entry.health()
         self._touch(entry)
         if previous != entry.status:
             self._status(entry, previous, "drain_requested", at, event_id)
+        return self.pending[mark:]
+
+    def check(self, event: CheckResult, event_id: str, at: int) -> list[Derived]:
+        """A checker's verdict on one check; the status becomes the worst of TTL and checks.
+
+        A result for an unknown instance or check, an older one than the last applied, or one
+        that says nothing new, has no effect.
+        """
+        entry = self.instances.get(event.instance_id)
+        if entry is None or entry.service != event.service or entry.checks is None:
+            return []
+        state = entry.checks.get(event.check_id)
+        if state is None or (state.since is not None and at < to_us(state.since)):
+            return []
+        if (state.status, state.output) == (event.status, event.output):
+            return []
+        mark = len(self.pending)
+        entry.checks[event.check_id] = CheckState.model_construct(
+            check=state.check, status=event.status, output=event.output, since=from_us(at)
+        )
+        self.dirty_checks.add(entry.instance_id)
+        previous = entry.status
+        entry.status = entry.health()
+        self._touch(entry)
+        if entry.status != previous:
+            reason = _CHECK_REASONS[event.status]
+            self._status(
+                entry, previous, reason, at, event_id, check=(event.check_id, event.output)
+            )
         return self.pending[mark:]
 
     def place(self, resource_id: str, host: str | None, version: int, *, deleted: bool) -> bool:
@@ -209,6 +267,10 @@ class Registry:
         heap = self._heap
         while heap and heap[0][0] <= now:
             due, instance_id = heapq.heappop(heap)
+            if instance_id == _PROTECTION:
+                if due == self._protection_due:
+                    self._protection_timer(due)
+                continue
             entry = self.instances.get(instance_id)
             if entry is None or entry.scheduled != due:
                 continue  # removed, or rescheduled earlier: a stale heap entry
@@ -233,6 +295,8 @@ class Registry:
         protection: bool,
         protection_exited_us: int,
         placements: dict[str, tuple[str | None, int]],
+        protection_since_us: int = 0,
+        protection_ttl_us: int = 0,
     ) -> None:
         """Restore what the journal saved; every instance is judged by its last heartbeat."""
         for entry in entries:
@@ -244,6 +308,16 @@ class Registry:
         self.index = index
         self.protection = protection
         self.protection_exited_us = protection_exited_us
+        self.protection_since_us = protection_since_us
+        self.protection_ttl_us = protection_ttl_us
+        if protection and not protection_ttl_us:
+            # Saved before protection had a start: it began at the latest miss, at the latest.
+            missed = [self.instances[i] for i in self.missed]
+            self.protection_since_us = max((e.missed_at for e in missed), default=0)
+            self.protection_ttl_us = max((e.ttl_us for e in missed), default=seconds_us(30))
+        if protection:
+            start = self.protection_since_us
+            self._arm_protection(start + self.evidence_ttls * self.protection_ttl_us)
         for resource_id, (host, version) in placements.items():
             self.placements[resource_id] = (host, version)
             if host is not None:
@@ -267,6 +341,8 @@ class Registry:
         self.missed.discard(entry.instance_id)
         self.dirty.discard(entry.instance_id)
         self.removed.add(entry.instance_id)
+        if entry.checks:
+            self.dirty_checks.add(entry.instance_id)
         entry.scheduled = NEVER
         self.index += 1
 
@@ -285,7 +361,14 @@ class Registry:
         self.pending.append(Derived(event, derived_id(NAMESPACE, cause, event.TYPE, key), at))
 
     def _status(
-        self, entry: Entry, previous: InstanceStatus | None, reason: str, at: int, cause: object
+        self,
+        entry: Entry,
+        previous: InstanceStatus | None,
+        reason: str,
+        at: int,
+        cause: object,
+        *,
+        check: tuple[str, str] | None = None,
     ) -> None:
         event = InstanceStatusChanged(
             service=entry.service,
@@ -293,6 +376,8 @@ class Registry:
             previous=previous,
             status=entry.status,
             reason=reason,
+            check_id=check[0] if check else None,
+            output=check[1] if check else "",
         )
         entry.reason = reason
         self._emit(event, at, cause, entry)
@@ -305,7 +390,7 @@ class Registry:
         previous = entry.status
         entry.missed = True
         entry.missed_at = due
-        entry.status = "critical"
+        entry.status = entry.health()
         self.missed.add(entry.instance_id)
         self._touch(entry)
         cause = f"missed:{entry.instance_id}:{due}"
@@ -317,16 +402,22 @@ class Registry:
             recent = sum(1 for i in self.missed if self.instances[i].missed_at >= window_start)
             if self._too_many(recent):
                 self.protection = True
+                self.protection_since_us = due
+                self.protection_ttl_us = entry.ttl_us
                 self.index += 1
                 self._emit(self._protection_event(ProtectionEntered), due, cause)
+                self._arm_protection(due + self.evidence_ttls * entry.ttl_us)
 
     def _expire(self, entry: Entry, at: int) -> None:
         self._remove(entry)
+        # Kept past its own deregister_after_s by protection: say so.
+        held = self.protection_exited_us > entry.missed_at + seconds_us(entry.deregister_after_s)
         self._emit(
             InstanceExpired(
                 service=entry.service,
                 instance_id=entry.instance_id,
                 last_heartbeat=from_us(entry.last_heartbeat),
+                reason="protection_ended" if held else "heartbeat_missed",
             ),
             at,
             f"expired:{entry.instance_id}:{at}",
@@ -339,12 +430,46 @@ class Registry:
             return
         if self._too_many(len(self.missed)):
             return
+        self._exit(at, cause, "heartbeats_resumed")
+
+    def _exit(self, at: int, cause: object, reason: str) -> None:
         self.protection = False
         self.protection_exited_us = at
+        self._protection_due = NEVER
         self.index += 1
-        self._emit(self._protection_event(ProtectionExited), at, cause)
+        event = ProtectionExited(
+            critical=len(self.missed),
+            total=len(self.instances),
+            threshold=self.threshold,
+            reason=reason,
+        )
+        self._emit(event, at, cause)
         for instance_id in sorted(self.missed):  # parked expiries are due again
             self._schedule(self.instances[instance_id])
+
+    def _arm_protection(self, due: int) -> None:
+        due = min(due, self.protection_since_us + self.max_protection_us)
+        self._protection_due = due
+        heapq.heappush(self._heap, (due, _PROTECTION))
+
+    def _protection_timer(self, due: int) -> None:
+        """Protection must end: at `max_protection_s`, or sooner on evidence (see module doc)."""
+        self._protection_due = NEVER
+        if not self.protection:
+            return
+        cause = f"protection:{self.protection_since_us}:{due}"
+        if due >= self.protection_since_us + self.max_protection_us:
+            self._exit(due, cause, "time_limit")
+        elif self._others_beating():
+            self._exit(due, cause, "others_beating")
+        else:
+            self._arm_protection(due + max(self.protection_ttl_us, seconds_us(1)))
+
+    def _others_beating(self) -> bool:
+        """Every instance not missing has beaten since protection started (and there is one)."""
+        since = self.protection_since_us
+        live = [e for e in self.instances.values() if not e.missed and e.ttl_s > 0]
+        return bool(live) and all(e.last_heartbeat >= since for e in live)
 
     def _too_many(self, critical: int) -> bool:
         return critical >= self.min_critical and critical > self.threshold * len(self.instances)

@@ -13,6 +13,7 @@ from bus.rpc import Method
 from bus.worker import EventHandler, MethodHandler, method_table
 from schemas import (
     RPC_CONTRACT,
+    CheckResult,
     Deregister,
     Drain,
     Heartbeat,
@@ -44,6 +45,7 @@ EVENT_HANDLERS: dict[str, EventHandler[Context]] = {
     Heartbeats.TYPE: handlers.heartbeats,
     Deregister.TYPE: handlers.deregister,
     Drain.TYPE: handlers.drain,
+    CheckResult.TYPE: handlers.check,
     ResourceCreated.TYPE: handlers.resource,
     ResourceUpdated.TYPE: handlers.resource,
     ResourceStatusChanged.TYPE: handlers.resource,
@@ -56,5 +58,6 @@ PATTERNS = [
     Heartbeats.TYPE,
     Deregister.TYPE,
     Drain.TYPE,
+    CheckResult.TYPE,
     "resource.*",
 ]

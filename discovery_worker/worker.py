@@ -56,7 +56,10 @@ class DiscoveryWorker:
         self.clock = clock
         self.config = config
         self.registry = Registry(
-            threshold=config.protection_threshold, min_critical=config.protection_min_critical
+            threshold=config.protection_threshold,
+            min_critical=config.protection_min_critical,
+            max_protection_s=config.protection_max_s,
+            evidence_ttls=config.protection_evidence_ttls,
         )
         self.balancer = Balancer(self.registry, rng)
         self.journal = Journal(

@@ -1,7 +1,8 @@
 """The components govbus runs, in one typed table: `COMPONENTS`.
 
 `govbus up` runs them all in one process, in the table's order (the edge last, watching the
-workers' connections); `govbus discovery`, `govbus manager` and `govbus edge` run one each.
+workers' connections); `govbus discovery`, `govbus manager`, `govbus checker` and `govbus edge`
+run one each.
 Every component is built the same way, on a connection of its own (`running_component`):
 a bus with the component's CloudEvents source, then its factory given a `Launch`.
 """
@@ -22,6 +23,8 @@ from discovery_worker import DiscoveryConfig
 from discovery_worker import bootstrap as discovery_bootstrap
 from govbus._preflight import check_store
 from govbus.history import HistoryAlongside, edge_history
+from health_checker import SOURCE as CHECKER_SOURCE
+from health_checker import bootstrap as checker_bootstrap
 from http_edge import create_app
 from http_edge.server import EdgeServer, check_edge, edge_address
 from manager_worker import SOURCE as MANAGER_SOURCE
@@ -87,6 +90,14 @@ async def _edge(launch: Launch) -> Worker:
     return HistoryAlongside(server, history, launch.bus)
 
 
+async def _checker(launch: Launch) -> Worker:
+    return await checker_bootstrap(bus=launch.bus)
+
+
+def _check_nothing(settings: Settings) -> None:
+    """The checker needs no settings beyond the bus."""
+
+
 def _check_store(settings: Settings) -> None:
     check_store(settings.db)
 
@@ -114,6 +125,13 @@ COMPONENTS: dict[str, Component] = {
             check=_check_store,
             describe=lambda launch: f"manager worker running (queue {launch.queue})",
             queue=ManagerConfig().queue,
+        ),
+        Component(
+            name="checker",
+            source=CHECKER_SOURCE,
+            build=_checker,
+            check=_check_nothing,
+            describe=lambda launch: "health checker running (service govbus-checker)",
         ),
         Component(
             name="edge",

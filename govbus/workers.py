@@ -1,4 +1,5 @@
-"""`govbus up`, `govbus discovery`, `govbus manager`, `govbus edge`: the processes.
+"""`govbus up`, `govbus discovery`, `govbus manager`, `govbus checker`, `govbus edge`: the
+processes.
 
 `up` runs every component of `govbus.components.COMPONENTS` in one process (the embedded bus
 by default); each other command runs one of them against a shared bus. All of them run until
@@ -165,6 +166,12 @@ def discovery(
 ) -> None:
     """The discovery worker alone (service registry), against a shared bus."""
     _alone("discovery", _settings(url=url, db=db), queue=queue)
+
+
+@app.command()
+def checker(url: UrlOption = None) -> None:
+    """A health checker alone (runs the registry's HTTP and TCP checks), against a shared bus."""
+    _alone("checker", _settings(url=url))
 
 
 @app.command()

@@ -71,6 +71,7 @@ class Route:
     body: TypeAdapter[Any] | None
     body_type: Any
     body_required: bool
+    any_media: bool
     raises: frozenset[int]
     bus: bool
     stream: bool
@@ -112,12 +113,14 @@ class Api:
         headers: Mapping[str, Any] | None = None,
         body: Any = None,
         body_required: bool = True,
+        any_media: bool = False,
         raises: Iterable[int] = (),
         bus: bool = False,
         stream: bool = False,
     ) -> Callable[[View], View]:
         """Declare `view` for `method rule`; see the module docstring. `bus`: it asks the bus
-        (502/503/504 possible); `stream`: the answer streams (no request timeout)."""
+        (502/503/504 possible); `stream`: the answer streams (no request timeout); `any_media`:
+        the body is JSON whatever its `Content-Type` says (Consul's clients send none)."""
 
         def declare(view: View) -> View:
             operation = view.__name__
@@ -138,6 +141,7 @@ class Api:
                 body=None if body is None else TypeAdapter(body),
                 body_type=body,
                 body_required=body_required,
+                any_media=any_media,
                 raises=frozenset(raises),
                 bus=bus,
                 stream=stream,
@@ -189,16 +193,23 @@ def _wrap(declared: Route, view: View) -> View:
 
 
 def _authorization() -> str | None:
-    """The request's `Authorization`, or on a read the dashboard's session cookie as one.
+    """The request's `Authorization`; else Consul's `X-Consul-Token` as a bearer token; else,
+    on a read, the dashboard's session cookie as one.
 
-    Only reads: a cookie goes with every request the browser makes to the edge, so it never
-    authorises a change (and `SameSite=Strict` keeps other sites' pages from sending it)."""
+    The cookie only on reads: a cookie goes with every request the browser makes to the edge,
+    so it never authorises a change (and `SameSite=Strict` keeps other sites' pages from
+    sending it)."""
     header = request.headers.get("Authorization")
-    if header is None and request.method in ("GET", "HEAD"):
+    if header is not None:
+        return header
+    consul = request.headers.get("X-Consul-Token")
+    if consul:
+        return f"Bearer {consul}"
+    if request.method in ("GET", "HEAD"):
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
             return f"Bearer {cookie}"
-    return header
+    return None
 
 
 async def _authorize(state: Edge, scope: str | tuple[str, ...]) -> None:
@@ -255,7 +266,9 @@ async def _inputs(declared: Route, path: Mapping[str, str]) -> dict[str, Any]:
     for name, adapter in declared.headers.items():
         values[name.lower().replace("-", "_")] = _header(adapter, name)
     if declared.body is not None:
-        values["body"] = await _body(declared.body, optional=not declared.body_required)
+        values["body"] = await _body(
+            declared.body, optional=not declared.body_required, any_media=declared.any_media
+        )
     return values
 
 
@@ -292,16 +305,19 @@ def _header(adapter: TypeAdapter[Any], name: str) -> Any:
         raise Problem(400, invalid.detail, slug="bad-header", errors=invalid.errors) from None
 
 
-async def _body(adapter: TypeAdapter[Any], *, optional: bool) -> Any:
+async def _body(adapter: TypeAdapter[Any], *, optional: bool, any_media: bool = False) -> Any:
     """The JSON body: 415 if it is not JSON, 400 if malformed, 422 naming fields.
 
-    With `optional`, an empty body without a content type counts as `{}`.
+    With `optional`, an empty body without a content type counts as `{}`; with `any_media`,
+    the body is read as JSON whatever its content type says (clients that send none).
     """
     mimetype = request.mimetype
     if optional and not mimetype and not await request.get_data(as_text=False):
         return _validate(adapter, {}, where="body")
-    if mimetype != JSON and not (
-        mimetype.startswith("application/") and mimetype.endswith("+json")
+    if (
+        not any_media
+        and mimetype != JSON
+        and not (mimetype.startswith("application/") and mimetype.endswith("+json"))
     ):
         raise Problem(415, "the body must be application/json", slug="unsupported-media-type")
     raw = await request.get_data(as_text=False)

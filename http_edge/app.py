@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from bus.client import Bus
 from bus.errors import BusError
 from bus.settings import Settings, load_settings
-from http_edge import dashboard, ops, registry, resources, stream
+from http_edge import consul, dashboard, ops, registry, resources, stream
 from http_edge import history as history_routes
 from http_edge._context import Edge, Limits
 from http_edge.auth import Authenticator
@@ -82,6 +82,7 @@ def create_app(
         stream.api,
         history_routes.api,
         dashboard.api,
+        consul.api,
     ):
         app.register_blueprint(api.blueprint)
         state.routes.extend(api.routes)

@@ -34,6 +34,7 @@ from ._types import (
     UtcDatetime,
 )
 from .catalog import EVENT_TYPES, event_model
+from .checks import Check, CheckResult, CheckState
 from .registry import (
     Deregister,
     Drain,
@@ -106,6 +107,9 @@ __all__ = [
     "RPC_CONTRACT",
     "SPEC_ADAPTER",
     "Address",
+    "Check",
+    "CheckResult",
+    "CheckState",
     "CreateResourceRequest",
     "DeleteReply",
     "DeleteResourceRequest",

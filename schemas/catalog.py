@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._base import Event
+from .checks import CheckResult
 from .registry import (
     Deregister,
     Drain,
@@ -36,6 +37,8 @@ _EVENTS: tuple[type[Event], ...] = (
     Deregister,
     Drain,
     ResourceObserved,
+    # published by health checkers
+    CheckResult,
     # published by the discovery worker
     InstanceRegistered,
     InstanceStatusChanged,

@@ -25,6 +25,7 @@ from ._types import (
     Text,
     UtcDatetime,
 )
+from .checks import Checks, CheckState
 from .resources import ObservedResource
 
 __all__ = [
@@ -43,8 +44,9 @@ __all__ = [
     "ResourceObserved",
 ]
 
-TtlS = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
-"""Seconds without a heartbeat before an instance turns critical (fractions allowed)."""
+TtlS = Annotated[float, Field(ge=0, le=86_400, allow_inf_nan=False)]
+"""Seconds without a heartbeat before an instance turns critical (fractions allowed); 0 means
+no TTL: the instance is never judged by heartbeats (its checks alone decide)."""
 
 DeregisterAfterS = Annotated[float, Field(ge=0, le=7 * 86_400, allow_inf_nan=False)]
 """Seconds an instance may stay critical before it is removed."""
@@ -72,6 +74,9 @@ class Register(Event):
     ttl_s: TtlS = 30.0
     deregister_after_s: DeregisterAfterS = 90.0
     weight: Weight = 1
+    checks: Checks = []
+    """Active health checks (`schemas.checks.Check`): a checked instance starts `critical`
+    until its checks pass."""
 
 
 class Heartbeat(Event):
@@ -151,6 +156,7 @@ class Instance(BaseModel):
     reason: Annotated[str, Field(max_length=256)] | None = None
     """Why its status last changed (the `reason` of its last `registry.instance.status_changed`:
     `registered`, `heartbeat_missed`, `reported`, …); null where the registry does not know."""
+    checks: list[CheckState] = []
 
 
 # --- published by the discovery worker -----------------------------------------------------------
@@ -166,7 +172,9 @@ class InstanceRegistered(Event):
 
 class InstanceStatusChanged(Event):
     """A transition between statuses; `reason` says why (`heartbeat_missed`, `reported`,
-    `drain_requested`, `recovered`, ...). `previous` is null for an instance's first status."""
+    `drain_requested`, `recovered`, `check_failed`, `check_warning`, `check_passed`, ...).
+    `previous` is null for an instance's first status. A change a check caused names it
+    (`check_id`) with its output."""
 
     TYPE: ClassVar[str] = "registry.instance.status_changed"
 
@@ -175,16 +183,21 @@ class InstanceStatusChanged(Event):
     previous: InstanceStatus | None = None
     status: InstanceStatus
     reason: Annotated[str, Field(min_length=1, max_length=256)]
+    check_id: Annotated[str | None, Field(max_length=128)] = None
+    output: Annotated[str, Field(max_length=4096)] = ""
 
 
 class InstanceExpired(Event):
-    """Critical for longer than `deregister_after_s`: removed."""
+    """Critical for longer than `deregister_after_s`: removed. `reason` is
+    `heartbeat_missed`, or `protection_ended` for an instance expiry protection had kept
+    (removed once protection ended and it still did not come back)."""
 
     TYPE: ClassVar[str] = "registry.instance.expired"
 
     service: ServiceName
     instance_id: InstanceId
     last_heartbeat: UtcDatetime | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=256)] = "heartbeat_missed"
 
 
 class InstanceDeregistered(Event):
@@ -209,9 +222,14 @@ class ProtectionEntered(_Protection):
 
 
 class ProtectionExited(_Protection):
-    """Heartbeats resumed: expiry applies again."""
+    """Expiry applies again; `reason` says why protection ended: `heartbeats_resumed` (the
+    instances missing no longer make a mass silence), `others_beating` (the rest of the
+    registry kept beating on time: the silence is the silent instances' own, not the bus's) or
+    `time_limit` (`protection_max_s` passed)."""
 
     TYPE: ClassVar[str] = "registry.protection.exited"
+
+    reason: Annotated[str, Field(min_length=1, max_length=256)] = "heartbeats_resumed"
 
 
 class HeartbeatUnknown(Event):

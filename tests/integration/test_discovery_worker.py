@@ -316,7 +316,9 @@ async def test_restart_judges_instances_by_their_real_last_heartbeat(memory_url,
         assert times[("registry.instance.status_changed", "heartbeat_missed", f"{unique}-b")] == (
             T0 + timedelta(seconds=15)
         )
-        assert times[("registry.instance.expired", "", f"{unique}-a")] == T0 + timedelta(seconds=30)
+        assert times[
+            ("registry.instance.expired", "heartbeat_missed", f"{unique}-a")
+        ] == T0 + timedelta(seconds=30)
 
 
 async def test_expiry_fires_within_a_second_on_the_wall_clock(memory_url, tmp_path, unique):

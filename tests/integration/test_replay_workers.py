@@ -39,7 +39,7 @@ async def test_a_silent_instance_goes_critical_then_expires(replay):
     assert [(e.type, e.data.get("status"), e.data.get("reason"), e.time) for e in web2] == [
         ("registry.instance.status_changed", "passing", "registered", at(0.1)),
         ("registry.instance.status_changed", "critical", "heartbeat_missed", at(7.52)),
-        ("registry.instance.expired", None, None, at(17.52)),
+        ("registry.instance.expired", None, "heartbeat_missed", at(17.52)),
     ]
 
 

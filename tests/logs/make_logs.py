@@ -154,8 +154,58 @@ def protection() -> Session:
     return s
 
 
+def scale_down() -> Session:
+    """Seven of ten instances fall silent at once at 60 s (a scale-down, or a lost rack) while
+    three keep beating for an hour: protection starts at the first misses, and must end."""
+    s = Session("scale_down")
+    names = [f"shop-{i}" for i in range(1, 11)]
+    for i, name in enumerate(names):
+        s.register(i * 0.01, "shop", name, 8000 + i, ttl_s=20, deregister_after_s=60)
+    for at in every(9.0, 3600.0, 9.0):
+        for name in names:
+            if at < 60.0 or name in ("shop-8", "shop-9", "shop-10"):
+                s.heartbeat(at, "shop", name)
+    return s
+
+
+def protection_limit() -> Session:
+    """All ten instances fall silent at once (the bus itself may be at fault: no evidence
+    either way); twenty minutes later a deregistration of an unknown instance moves time on."""
+    s = Session("protection_limit")
+    names = [f"inv-{i}" for i in range(1, 11)]
+    for i, name in enumerate(names):
+        s.register(i * 0.01, "inv", name, 8100 + i, ttl_s=20, deregister_after_s=60)
+    for at in every(9.0, 30.0, 9.0):
+        for name in names:
+            s.heartbeat(at, "inv", name)
+    s.add(1200.0, "registry.deregister", {"service": "inv", "instance_id": "ghost"}, "inv")
+    return s
+
+
+def checks() -> Session:
+    """A database watched by an HTTP and a TCP check (no TTL) and the checker's verdicts:
+    critical until its first pass, then warning, a failure, and passing again."""
+    s = Session("checks")
+    http = {"id": "http", "http": "http://10.0.0.7:8080/health", "interval_s": 5}
+    tcp = {"id": "tcp", "tcp": "10.0.0.7:5432", "interval_s": 5}
+    s.register(0.0, "db", "db-1", 5432, ttl_s=0, checks=[http, tcp])
+
+    def verdict(at: float, check: str, status: str, output: str) -> None:
+        data = {"service": "db", "instance_id": "db-1", "check_id": check}
+        s.add(at, "registry.check", {**data, "status": status, "output": output}, "govbus/checker")
+
+    verdict(1.0, "tcp", "passing", "TCP connect 10.0.0.7:5432: success")
+    verdict(1.1, "http", "passing", "HTTP GET http://10.0.0.7:8080/health: 200 OK")
+    verdict(6.0, "http", "warning", "HTTP GET http://10.0.0.7:8080/health: 429 Too Many Requests")
+    verdict(11.0, "tcp", "critical", "TCP connect 10.0.0.7:5432: connection refused")
+    verdict(16.0, "tcp", "passing", "TCP connect 10.0.0.7:5432: success")
+    verdict(16.5, "http", "passing", "HTTP GET http://10.0.0.7:8080/health: 200 OK")
+    return s
+
+
 def main() -> None:
-    for make in (registrations, expiry, drain, resources, protection):
+    makers = (registrations, expiry, drain, resources, protection)
+    for make in (*makers, scale_down, protection_limit, checks):
         make().write()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-APPLICATIONS = ("discovery_worker", "manager_worker", "http_edge")
+APPLICATIONS = ("discovery_worker", "manager_worker", "http_edge", "health_checker")
 PRODUCT = ("schemas", "bus", *APPLICATIONS, "govbus")
 WORKER_SOURCES = ("govbus/discovery", "govbus/manager")
 MAX_LINES = 500

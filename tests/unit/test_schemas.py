@@ -59,6 +59,7 @@ SPEC_EVENT_TYPES = {
     "registry.deregister",
     "registry.drain",
     "resource.observed",
+    "registry.check",
     "registry.instance.registered",
     "registry.instance.status_changed",
     "registry.instance.expired",
@@ -128,7 +129,7 @@ def test_duplicate_tags_are_dropped_keeping_order():
         ({"meta": {f"k{i}": "v" for i in range(65)}}, "meta"),
         ({"meta": {"k": "v" * 513}}, "meta.k"),
         ({"meta": {"bad key": "v"}}, "meta.bad key.[key]"),
-        ({"ttl_s": 0}, "ttl_s"),
+        ({"ttl_s": -1}, "ttl_s"),
         ({"weight": 0}, "weight"),
     ],
 )
