@@ -6,6 +6,9 @@ holds, which no schema can say, and the fuzz keeps its requests clear of those, 
 - a patch can only change fields of the resource's kind: resources created here carry their
   kind in their name (`vm-web`), and a patch to one keeps the fields of that kind. A patch to a
   name no resource has keeps every field (and is a 404 once the edge has validated them all).
+- an instance's checks must have different ids (JSON Schema cannot say that of array items):
+  a registration's repeated ids are made unique (a repeat is refused by the schema:
+  tests/unit/test_checks_registry.py).
 Each change keeps the request within the document: schemathesis checks that again before it
 sends one.
 
@@ -32,7 +35,16 @@ def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwar
     body = case.body
     if not isinstance(body, dict):
         return
-    if (case.method, case.path) == ("POST", "/v1/resources"):
+    if (case.method, case.path) == ("POST", "/v1/instances"):
+        checks = body.get("checks")
+        if isinstance(checks, list):
+            seen: set[object] = set()
+            for number, check in enumerate(checks):
+                if isinstance(check, dict) and isinstance(check.get("id"), str):
+                    if check["id"] in seen:
+                        check["id"] = f"{str(check['id'])[:120]}-{number}"
+                    seen.add(check["id"])
+    elif (case.method, case.path) == ("POST", "/v1/resources"):
         kind, name = body.get("kind"), body.get("name")
         if isinstance(kind, str) and kind in KIND_FIELDS and isinstance(name, str) and name:
             body["name"] = f"{kind}-{name}"[:MAX_NAME].rstrip("-")

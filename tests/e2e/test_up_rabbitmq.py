@@ -81,8 +81,10 @@ async def _exercise(http: httpx.AsyncClient) -> None:
     registrations = [
         instance("host", "host-1"),
         instance("gone", "gone-1"),
-        instance("short", "short-1", ttl_s=0.5, deregister_after_s=0.5),
-        instance("short", "short-2", ttl_s=0.5, deregister_after_s=0.5),
+        # listed for ttl + deregister_after (3 s from their registration): long enough to be
+        # seen listed first, so that "gone" below means expired, not "not registered yet"
+        instance("short", "short-1", ttl_s=1, deregister_after_s=2),
+        instance("short", "short-2", ttl_s=1, deregister_after_s=2),
     ]
     for body in registrations:
         assert (await http.post("/v1/instances", json=body)).status_code == 202
@@ -94,6 +96,7 @@ async def _exercise(http: httpx.AsyncClient) -> None:
         )
 
     await _until(lambda: listed("host", "host-1"), "host-1 to be registered")
+    await _until(lambda: listed("short", "short-2"), "short-2 to be registered")
     await _until(lambda: listed("gone", "gone-1"), "gone-1 to be registered")
     assert (await http.delete("/v1/instances/gone-1")).status_code == 202
     vm = {"kind": "vm", "name": "web-1", "vcpus": 1, "memory_mb": 512, "image": "debian-12"}
