@@ -102,6 +102,20 @@ def unique() -> str:
     return f"t{uuid4().hex[:10]}"
 
 
+@pytest.fixture
+def vhost_url(amqp_url: str, unique: str) -> Iterator[str]:
+    """URL of a vhost of this test's own on the local RabbitMQ, deleted afterwards.
+
+    For tests that run real workers on RabbitMQ (two workers serving one method on a vhost
+    would both answer) or read a vhost-wide stream such as `govbus.log`. The module must be
+    marked ``rabbitmq``.
+    """
+    from tests._edge_stack import private_vhost  # imports the edge: only when a test asks
+
+    with private_vhost(amqp_url, unique) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def private_rabbit() -> Iterator[PrivateRabbit]:
     """A private RabbitMQ node for the session, free to be stopped, restarted and killed.
