@@ -22,6 +22,7 @@ from uuid import uuid4
 import pytest
 
 from tests._rabbit_node import RABBITMQ_BIN, PrivateRabbit
+from tests._vhost import private_vhost, wait_for_deletions
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -110,10 +111,12 @@ def vhost_url(amqp_url: str, unique: str) -> Iterator[str]:
     would both answer) or read a vhost-wide stream such as `govbus.log`. The module must be
     marked ``rabbitmq``.
     """
-    from tests._edge_stack import private_vhost  # imports the edge: only when a test asks
-
     with private_vhost(amqp_url, unique) as url:
         yield url
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    wait_for_deletions()  # the vhosts of `vhost_url`
 
 
 @pytest.fixture(scope="session")

@@ -169,7 +169,7 @@ def vhost_fixture_definitions(root: Path) -> list[str]:
             ):
                 found.append(f"tests/{name}:{node.lineno} defines vhost_url")
             if (
-                name != "_edge_stack.py"
+                name != "_vhost.py"
                 and isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
                 and node.func.id == "private_vhost"
