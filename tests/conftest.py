@@ -22,7 +22,8 @@ from uuid import uuid4
 import pytest
 
 from tests._rabbit_node import RABBITMQ_BIN, PrivateRabbit
-from tests._vhost import private_vhost, wait_for_deletions
+from tests._vhost import finish as finish_vhosts
+from tests._vhost import private_vhost
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -104,19 +105,19 @@ def unique() -> str:
 
 
 @pytest.fixture
-def vhost_url(amqp_url: str, unique: str) -> Iterator[str]:
+def vhost_url(amqp_url: str) -> Iterator[str]:
     """URL of a vhost of this test's own on the local RabbitMQ, deleted afterwards.
 
     For tests that run real workers on RabbitMQ (two workers serving one method on a vhost
     would both answer) or read a vhost-wide stream such as `govbus.log`. The module must be
     marked ``rabbitmq``.
     """
-    with private_vhost(amqp_url, unique) as url:
+    with private_vhost(amqp_url) as url:
         yield url
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    wait_for_deletions()  # the vhosts of `vhost_url`
+    finish_vhosts()  # the vhosts of `vhost_url`
 
 
 @pytest.fixture(scope="session")
