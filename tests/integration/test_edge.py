@@ -33,7 +33,7 @@ async def wait_listed(client, headers, service: str, count: int = 1):
         r = await client.get(f"/v1/services/{service}", headers=headers)
         return r.status_code == 200 and len((await r.get_json())["instances"]) >= count
 
-    await eventually(listed, what=f"{service} to list {count} instance(s)")
+    await eventually(listed, interval=0.01, what=f"{service} to list {count} instance(s)")
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ async def test_register_pick_heartbeat_drain_deregister(both_stack):
         statuses = {i["instance_id"]: i["status"] for i in (await r.get_json())["instances"]}
         return statuses.get("web-2") == "draining"
 
-    await eventually(drained, what="web-2 to drain")
+    await eventually(drained, interval=0.01, what="web-2 to drain")
     for _ in range(3):
         r = await c.get("/v1/services/web/pick", headers=h)
         assert (await r.get_json())["instance_id"] == "web-1"
@@ -122,7 +122,7 @@ async def test_register_pick_heartbeat_drain_deregister(both_stack):
         r = await c.get("/v1/services/web", headers=h)
         return [i["instance_id"] for i in (await r.get_json())["instances"]] == ["web-1"]
 
-    await eventually(only_web_1_left, what="web-2 to leave")
+    await eventually(only_web_1_left, interval=0.01, what="web-2 to leave")
 
 
 async def test_unknown_things_are_404_problems(stack):
@@ -155,7 +155,7 @@ async def test_unknown_things_are_404_problems(stack):
         r = await c.get("/v1/services/web/pick", headers=h)
         return r if r.status_code == 503 else None
 
-    r = await eventually(picked, what="a pick of an all-draining service to be 503")
+    r = await eventually(picked, interval=0.01, what="a pick of an all-draining service to be 503")
     assert r.status_code == 503 and "Retry-After" in r.headers
 
 

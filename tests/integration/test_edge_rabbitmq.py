@@ -52,7 +52,7 @@ async def test_tour_on_rabbitmq_and_cli_tables(vhost_url, tmp_path):
                 r = await c.get("/v1/services/host/pick", headers=h)
                 return r if r.status_code == 200 else None
 
-            r = await eventually(picked, what="host-1 to be picked")
+            r = await eventually(picked, interval=0.01, what="host-1 to be picked")
             assert (await r.get_json())["instance_id"] == "host-1"
             vm = {
                 "kind": "vm",

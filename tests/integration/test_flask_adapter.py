@@ -37,7 +37,7 @@ async def test_flask_app_registers_heartbeats_queries_and_deregisters(vhost_url,
                 r = await c.get("/v1/services/hello", headers=h)
                 return r if r.status_code == 200 and (await r.get_json())["instances"] else None
 
-            r = await eventually(listed, what="the Flask instance to be listed")
+            r = await eventually(listed, interval=0.01, what="the Flask instance to be listed")
             instance = (await r.get_json())["instances"][0]
             assert instance["instance_id"] == agent.instance_id and instance["port"] == 5001
             # heartbeats every ttl/3 keep it passing
@@ -52,4 +52,4 @@ async def test_flask_app_registers_heartbeats_queries_and_deregisters(vhost_url,
             r = await c.get("/v1/services/hello", headers=h)
             return r.status_code == 404 or not (await r.get_json())["instances"]
 
-        await eventually(gone, what="the Flask instance to deregister")
+        await eventually(gone, interval=0.01, what="the Flask instance to deregister")
