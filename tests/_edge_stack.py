@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,23 +72,3 @@ async def edge_stack(
         )
         test_app = await stack.enter_async_context(app.test_app())
         yield Stack(app, test_app.test_client(), bus, url, running, bearer())
-
-
-@contextlib.contextmanager
-def private_vhost(amqp_url: str, name: str) -> Iterator[str]:
-    """A fresh vhost on the shared RabbitMQ (guest may use it), deleted afterwards.
-
-    RPC methods are routing keys on `govbus.rpc`: two workers serving the same method on one
-    vhost would both answer, so tests that run real workers on RabbitMQ take a vhost of their own.
-    """
-    vhost = f"govbus-test-{name}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, timeout=60)
-    try:
-        subprocess.run(
-            ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-            check=True,
-            timeout=60,
-        )
-        yield amqp_url.rstrip("/") + "/" + vhost
-    finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False, timeout=60)

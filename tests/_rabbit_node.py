@@ -33,6 +33,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from tests._wait import wait_until
+
 RABBITMQ_BIN = Path(os.environ.get("GOVBUS_TEST_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
 MARKER = "GOVBUS_TEST_RABBIT_DIR"
 DIR_PREFIX = "govbus-rabbit-"
@@ -122,9 +124,9 @@ def _kill_marked(
         for pid in pids:
             with contextlib.suppress(OSError):
                 os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_alive(p) for p in pids):
-            time.sleep(0.05)
+        # Still alive after the grace: the next, harder signal.
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda pids=pids: not any(_alive(p) for p in pids), timeout=grace)
         pids = [p for p in pids if _alive(p)]
         if not pids:
             return
@@ -326,9 +328,11 @@ class PrivateRabbit:
     def stop_app(self) -> None:
         """``rabbitmqctl stop_app``: the broker closes every connection and stops listening."""
         self.rabbitmqctl("stop_app")
-        deadline = time.monotonic() + self.startup_timeout
-        while _answers(self.port) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(
+            lambda: not _answers(self.port),
+            timeout=self.startup_timeout,
+            what=f"node {self.nodename} to stop serving AMQP",
+        )
 
     def start_app(self) -> None:
         """``rabbitmqctl start_app`` and wait until AMQP is served again."""
@@ -358,16 +362,18 @@ class PrivateRabbit:
         users = {u["name"] for u in wanted.get("users", [])}
         topics = len(wanted.get("topic_permissions", []))
         self.rabbitmqctl("import_definitions", str(path))
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def imported() -> bool:
             listed = self.rabbitmqctl("-q", "list_users", "--no-table-headers")
             have = {line.split("\t", 1)[0] for line in listed.splitlines() if line.strip()}
             granted = self.rabbitmqctl("-q", "list_topic_permissions", "--no-table-headers")
-            if users <= have and len([ln for ln in granted.splitlines() if ln.strip()]) >= topics:
-                return
-            if time.monotonic() > deadline:
-                raise RabbitNodeError(f"importing {path} did not finish within {timeout:g} s")
-            time.sleep(0.1)
+            topic_lines = [ln for ln in granted.splitlines() if ln.strip()]
+            return users <= have and len(topic_lines) >= topics
+
+        try:
+            wait_until(imported, timeout=timeout, interval=0.1)
+        except AssertionError:
+            raise RabbitNodeError(f"importing {path} did not finish within {timeout:g} s") from None
 
     def list_queues(self, vhost: str = "/") -> list[str]:
         """Names of the queues in ``vhost``."""
@@ -456,18 +462,23 @@ class PrivateRabbit:
 
     def _wait_port(self, deadline: float, *, boot: bool) -> None:
         began = time.monotonic()
-        while time.monotonic() < deadline:
+
+        def serving() -> bool:
             if _answers(self.port, timeout=0.2):
-                return
+                return True
             # The pid file is written early in boot; if the VM is gone, say why at once.
             waited = time.monotonic() - began
             if boot and waited > 2 and self._beam_pid() is None and not _marked_beam(self.dir):
                 raise RabbitNodeError(f"node {self.nodename} died while booting\n{self._tail()}")
-            time.sleep(0.05)
-        raise RabbitNodeError(
-            f"node {self.nodename} did not serve AMQP on 127.0.0.1:{self.port} in time\n"
-            f"{self._tail()}"
-        )
+            return False
+
+        try:
+            wait_until(serving, timeout=max(deadline - began, 0.0))
+        except AssertionError:
+            raise RabbitNodeError(
+                f"node {self.nodename} did not serve AMQP on 127.0.0.1:{self.port} in time\n"
+                f"{self._tail()}"
+            ) from None
 
     def _tail(self, lines: int = 40) -> str:
         chunks = []

@@ -22,6 +22,8 @@ from uuid import uuid4
 import pytest
 
 from tests._rabbit_node import RABBITMQ_BIN, PrivateRabbit
+from tests._vhost import finish as finish_vhosts
+from tests._vhost import private_vhost
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -100,6 +102,22 @@ def pg_url() -> str:
 def unique() -> str:
     """A short name unique to this test, for queues, exchanges and services on shared brokers."""
     return f"t{uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def vhost_url(amqp_url: str) -> Iterator[str]:
+    """URL of a vhost of this test's own on the local RabbitMQ, deleted afterwards.
+
+    For tests that run real workers on RabbitMQ (two workers serving one method on a vhost
+    would both answer) or read a vhost-wide stream such as `govbus.log`. The module must be
+    marked ``rabbitmq``.
+    """
+    with private_vhost(amqp_url) as url:
+        yield url
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    finish_vhosts()  # the vhosts of `vhost_url`
 
 
 @pytest.fixture(scope="session")

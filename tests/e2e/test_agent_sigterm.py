@@ -27,9 +27,8 @@ from bus.settings import load_settings
 from bus.topology import EVENTS
 from bus.transport import QueueSpec
 from govbus.components import COMPONENTS, running_component
-from tests._edge_stack import private_vhost
 from tests._wait import eventually
-from tests.e2e.test_edge_up import free_port
+from tests.e2e._up import free_port
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -51,17 +50,6 @@ class Registry:
     def ids(self, event_type: str, service_prefix: str = "") -> list[str]:
         kind = f"registry.instance.{event_type}"
         return [i for t, i in self.events if t == kind and i.startswith(service_prefix)]
-
-
-@pytest.fixture(scope="module")
-def vhost_url(amqp_url_module: str):
-    with private_vhost(amqp_url_module, f"sigterm-{uuid4().hex[:8]}") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def amqp_url_module() -> str:
-    return os.environ.get("GOVBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
 @asynccontextmanager

@@ -6,9 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+
+from tests._wait import wait_until
 
 
 @pytest.mark.rabbitmq
@@ -22,10 +23,12 @@ def test_module_runs_and_stops_on_sigterm(tmp_path, amqp_url):
     with log.open("w") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "discovery_worker"], env=env, stderr=stderr)
     try:
-        deadline = time.monotonic() + 20
-        while "discovery worker running" not in log.read_text() and time.monotonic() < deadline:
+
+        def running() -> bool:
             assert proc.poll() is None, log.read_text()
-            time.sleep(0.05)
+            return "discovery worker running" in log.read_text()
+
+        wait_until(running, timeout=20, what="the worker to say it runs")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, log.read_text()
     finally:

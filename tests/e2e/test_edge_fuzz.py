@@ -15,14 +15,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from http_edge import SCOPES, mint_token
-from tests.e2e.test_edge_up import free_port, start_up, wait_ready
+from tests._wait import wait_until
+from tests.e2e._up import free_port, start_up, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 ST = str(Path(sys.executable).with_name("st"))
@@ -51,10 +51,12 @@ def edge_url(tmp_path_factory):
         host = {"service": "host", "instance_id": "host-1", "address": "10.0.0.1", "port": 22}
         r = httpx.post(f"{url}/v1/instances", headers=AUTH, json={**host, "ttl_s": 86_400})
         assert r.status_code == 202, r.text
-        deadline = time.monotonic() + 10
-        while httpx.get(f"{url}/v1/services/host/pick", headers=AUTH).status_code != 200:
-            assert time.monotonic() < deadline, "the host never became pickable"
-            time.sleep(0.01)
+        wait_until(
+            lambda: httpx.get(f"{url}/v1/services/host/pick", headers=AUTH).status_code == 200,
+            timeout=10,
+            interval=0.01,
+            what="the host to become pickable",
+        )
         yield url
     finally:
         proc.send_signal(signal.SIGINT)

@@ -6,14 +6,14 @@ import os
 import signal
 import ssl
 import subprocess
-import time
 
 import httpx
 import pytest
 
 from http_edge import SCOPES, mint_token
 from tests._certs import TestCA
-from tests.e2e.test_edge_up import GOVBUS, free_port, start_up, stop
+from tests._wait import wait_until
+from tests.e2e._up import GOVBUS, free_port, start_up, stop
 
 SECRET = "tls-e2e-secret-" + "t" * 32
 
@@ -24,17 +24,15 @@ def ca(tmp_path_factory) -> TestCA:
 
 
 def wait_https(proc: subprocess.Popen[str], base: str, client: httpx.Client) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"govbus up exited {proc.returncode}: {proc.stderr.read()}")  # type: ignore[union-attr]
         try:
-            if client.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
+            return client.get(f"{base}/readyz", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("govbus up never served HTTPS")
+            return False
+
+    wait_until(ready, timeout=20, what="govbus up to serve HTTPS")
 
 
 def test_govbus_up_serves_https_only(tmp_path, ca):

@@ -7,55 +7,43 @@ relay used to publish the discovery worker's unsent rows too (one SQLite file ho
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
-from uuid import uuid4
 
 import aio_pika
 import httpx
 import orjson
 import pytest
 
-from tests._edge_stack import private_vhost
-from tests.e2e.test_edge_up import free_port, start_up, stop, wait_ready
+from tests._wait import eventually
+from tests.e2e._up import free_port, start_up, stop, wait_ready
 
 pytestmark = pytest.mark.rabbitmq
 
 
-async def _until(check, what: str, timeout: float = 20.0) -> None:
-    """Wait for an async condition (HTTP round trips), failing with `what`."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def test_govbus_up_on_rabbitmq_publishes_every_event_once(amqp_url, tmp_path):
-    with private_vhost(amqp_url, f"up-{uuid4().hex[:8]}") as url:
-        connection = await aio_pika.connect(url)
+async def test_govbus_up_on_rabbitmq_publishes_every_event_once(vhost_url, tmp_path):
+    connection = await aio_pika.connect(vhost_url)
+    try:
+        channel = await connection.channel()
+        events = await channel.declare_exchange(
+            "govbus.events", aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        tap = await channel.declare_queue(exclusive=True)
+        await tap.bind(events, "#")
+        port = free_port()
+        proc = start_up(tmp_path, port, GOVBUS_URL=vhost_url, GOVBUS_AUTH="disabled")
         try:
-            channel = await connection.channel()
-            events = await channel.declare_exchange(
-                "govbus.events", aio_pika.ExchangeType.TOPIC, durable=True
-            )
-            tap = await channel.declare_queue(exclusive=True)
-            await tap.bind(events, "#")
-            port = free_port()
-            proc = start_up(tmp_path, port, GOVBUS_URL=url, GOVBUS_AUTH="disabled")
-            try:
-                await asyncio.to_thread(wait_ready, proc, port)
-                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-                    await _exercise(http)
-            finally:
-                code, _out, err = await asyncio.to_thread(stop, proc)
-            assert code == 0, err
-            # The process has exited: everything it published is in the tap now.
-            seen: list[aio_pika.abc.AbstractIncomingMessage] = []
-            while (message := await tap.get(no_ack=True, fail=False)) is not None:
-                seen.append(message)
+            await asyncio.to_thread(wait_ready, proc, port)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                await _exercise(http)
         finally:
-            await connection.close()
+            code, _out, err = await asyncio.to_thread(stop, proc)
+        assert code == 0, err
+        # The process has exited: everything it published is in the tap now.
+        seen: list[aio_pika.abc.AbstractIncomingMessage] = []
+        while (message := await tap.get(no_ack=True, fail=False)) is not None:
+            seen.append(message)
+    finally:
+        await connection.close()
     twice = {i for i, n in Counter(m.message_id for m in seen).items() if n > 1}
     assert not twice, sorted((m.type, m.app_id) for m in seen if m.message_id in twice)
     # govbus up's health checker registers itself (service govbus-checker): not counted here.
@@ -95,9 +83,11 @@ async def _exercise(http: httpx.AsyncClient) -> None:
             i["instance_id"] == instance_id for i in r.json()["instances"]
         )
 
-    await _until(lambda: listed("host", "host-1"), "host-1 to be registered")
-    await _until(lambda: listed("short", "short-2"), "short-2 to be registered")
-    await _until(lambda: listed("gone", "gone-1"), "gone-1 to be registered")
+    await eventually(lambda: listed("host", "host-1"), timeout=20, what="host-1 to be registered")
+    await eventually(
+        lambda: listed("short", "short-2"), timeout=20, what="short-2 to be registered"
+    )
+    await eventually(lambda: listed("gone", "gone-1"), timeout=20, what="gone-1 to be registered")
     assert (await http.delete("/v1/instances/gone-1")).status_code == 202
     vm = {"kind": "vm", "name": "web-1", "vcpus": 1, "memory_mb": 512, "image": "debian-12"}
     created = await http.post("/v1/resources", json=vm)
@@ -110,5 +100,5 @@ async def _exercise(http: httpx.AsyncClient) -> None:
     async def deregistered() -> bool:
         return not await listed("gone", "gone-1")
 
-    await _until(expired, "short-1 and short-2 to expire")
-    await _until(deregistered, "gone-1 to be deregistered")
+    await eventually(expired, timeout=20, what="short-1 and short-2 to expire")
+    await eventually(deregistered, timeout=20, what="gone-1 to be deregistered")

@@ -196,6 +196,8 @@ class Load:
             try:
                 await self.bus.publish(self.model(seq=seq, poison=poison), event_id=eid)
             except BusError:
+                # Back-off between retries while the broker is away: a publisher's pacing,
+                # not a wait for a condition (the loop ends when the broker confirms).
                 await asyncio.sleep(0.05)
                 continue
             self.ledger.confirmed.add(eid)
@@ -205,7 +207,18 @@ class Load:
     async def _lane(self) -> None:
         while not self._stop.is_set():
             await self.publish(next(self._seq))
-            await asyncio.sleep(self.gap_s)
+            await asyncio.sleep(self.gap_s)  # load pacing: the gap between ticks is the load
+
+
+async def wait_drained(bus: Bus, queue: str, timeout: float = 5.0) -> None:
+    """Wait until `queue` has no ready message left (every delivery was settled)."""
+    from tests._wait import eventually
+
+    async def empty() -> bool:
+        ready, _ = await bus.transport.queue_state(queue)
+        return ready == 0
+
+    await eventually(empty, timeout=timeout, interval=0.05, what=f"{queue} to drain")
 
 
 async def dead_letters(url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:

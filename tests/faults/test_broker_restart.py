@@ -6,14 +6,21 @@ each event through the SQLite inbox. Nothing confirmed is lost, nothing is appli
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
 
 from bus import Bus, ConsumerPolicy, EventMeta
 from tests._wait import eventually
-from tests.faults._harness import Effects, Ledger, Load, Tick, delete_queues, tick_model
+from tests.faults._harness import (
+    Effects,
+    Ledger,
+    Load,
+    Tick,
+    delete_queues,
+    tick_model,
+    wait_drained,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -67,19 +74,15 @@ async def test_broker_restart_under_load_loses_nothing_and_applies_nothing_twice
             what="flow after the restart",
         )
         await ledger.recovered_after(back_at)
-        await asyncio.sleep(0.5)  # a little more load after recovery
+        # a little more load after recovery: more events confirmed than before it
+        confirmed = len(ledger.confirmed)
+        await eventually(lambda: len(ledger.confirmed) >= confirmed + 50, timeout=30)
         await load.stop()
 
         await eventually(
             lambda: ledger.confirmed <= ledger.received_unique, timeout=30, what="every event"
         )
-        ready, _ = await consumer_bus.transport.queue_state(queue)
-        for _ in range(100):
-            if ready == 0:
-                break
-            await asyncio.sleep(0.05)
-            ready, _ = await consumer_bus.transport.queue_state(queue)
-        assert ready == 0, f"{ready} message(s) left on {queue}"
+        await wait_drained(consumer_bus, queue)
         assert await node.aqueue_consumers(queue) == consumers_before == 1
         dlq_ready, _ = await consumer_bus.transport.queue_state(f"{queue}.dlq")
         ledger.dead_lettered = dlq_ready

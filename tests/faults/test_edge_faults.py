@@ -10,18 +10,19 @@ import pytest
 
 from http_edge import Limits
 from tests._edge_stack import edge_stack
+from tests._wait import eventually
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.faults]
 
 
 async def eventually_status(client, path, headers, status, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while True:
+    async def answered():
         r = await client.get(path, headers=headers)
-        if r.status_code == status:
-            return r
-        assert time.monotonic() < deadline, f"{path} stayed {r.status_code}, wanted {status}"
-        await asyncio.sleep(0.1)
+        return r if r.status_code == status else None
+
+    return await eventually(
+        answered, timeout=timeout, interval=0.1, what=f"{path} to answer {status}"
+    )
 
 
 async def test_broker_away_is_503_then_back_to_200(node, tmp_path):

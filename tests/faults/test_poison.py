@@ -84,11 +84,7 @@ async def test_a_failing_handler_dead_letters_with_the_reason_while_others_flow(
                 dlq, _ = await worker.transport.queue_state(f"{queue}.dlq")
                 return left == 0 and dlq == len(poisoned)
 
-            for _ in range(200):
-                if await drained():
-                    break
-                await asyncio.sleep(0.05)
-            assert await drained()
+            await eventually(drained, timeout=10, interval=0.05, what="queue drained, DLQ full")
             assert await node.aqueue_consumers(queue) == 1
             letters = await dead_letters(url, f"{queue}.dlq")
             ledger.dead_lettered = len(letters)
@@ -140,11 +136,12 @@ async def test_a_message_that_kills_its_worker_is_dead_lettered_by_the_delivery_
         assert crashes >= DELIVERY_LIMIT, "the pill was dead-lettered too early"
         effects = Effects(db, queue)
         try:
-            for _ in range(300):
+
+            async def all_but_the_pill_applied() -> bool:
                 await effects.tally(ledger)
-                if len(ledger.effect_ids) == 39:
-                    break
-                await asyncio.sleep(0.05)
+                return len(ledger.effect_ids) == 39
+
+            await eventually(all_but_the_pill_applied, timeout=15, interval=0.05)
         finally:
             await effects.close()
         ledger.recover_s.append(round(time.monotonic() - began, 3))

@@ -8,7 +8,6 @@ is applied twice. (tests/integration/test_reconnect.py covers the same faults wi
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -16,7 +15,15 @@ import pytest
 from bus import Bus, ConsumerPolicy, EventMeta
 from tests._proxy import TcpProxy
 from tests._wait import eventually
-from tests.faults._harness import Effects, Ledger, Load, Tick, delete_queues, tick_model
+from tests.faults._harness import (
+    Effects,
+    Ledger,
+    Load,
+    Tick,
+    delete_queues,
+    tick_model,
+    wait_drained,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -81,19 +88,16 @@ async def test_tcp_reset_and_blackhole_under_load(node, unique, tmp_path):
                 what="flow after healing",
             )
             await ledger.recovered_after(healed_at)
-            await asyncio.sleep(0.3)
+            # a little more load after healing: more events confirmed than before it
+            confirmed = len(ledger.confirmed)
+            await eventually(lambda: len(ledger.confirmed) >= confirmed + 50, timeout=30)
             await load.stop()
 
             await eventually(
                 lambda: ledger.confirmed <= ledger.received_unique, timeout=30, what="every event"
             )
             assert await node.aqueue_consumers(queue) == 1
-            for _ in range(100):
-                ready, _ = await consumer_bus.transport.queue_state(queue)
-                if ready == 0:
-                    break
-                await asyncio.sleep(0.05)
-            assert ready == 0, f"{ready} message(s) left on {queue}"
+            await wait_drained(consumer_bus, queue)
             ledger.dead_lettered, _ = await consumer_bus.transport.queue_state(f"{queue}.dlq")
             await effects.tally(ledger)
             ledger.assert_safe()

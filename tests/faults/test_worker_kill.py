@@ -18,6 +18,7 @@ import pytest
 
 from bus import Bus
 from bus.topology import declare_worker_queue, worker_queue
+from tests._wait import eventually
 from tests.faults._harness import (
     Effects,
     Ledger,
@@ -26,6 +27,7 @@ from tests.faults._harness import (
     ready,
     spawn,
     tick_model,
+    wait_drained,
     wait_exit,
 )
 
@@ -77,29 +79,22 @@ async def test_kill_9_before_and_after_commit_in_a_loop(node, unique, tmp_path):
         effects = Effects(db, queue)
         try:
 
-            async def applied() -> int:
+            async def all_applied() -> bool:
                 await effects.tally(ledger)
-                return len(ledger.effect_ids)
+                return len(ledger.effect_ids) >= EVENTS
 
-            deadline = time.monotonic() + 60
-            while await applied() < EVENTS and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
+            await eventually(all_applied, timeout=60, interval=0.1, what="every effect applied")
             ledger.recover_s.append(round(time.monotonic() - killed_at, 3))
         finally:
             await effects.close()
         assert await node.aqueue_consumers(queue) == 1
         async with Bus(url, source="faults-observer") as observer:
-            for _ in range(100):
-                left, _ = await observer.transport.queue_state(queue)
-                if left == 0:
-                    break
-                await asyncio.sleep(0.05)
+            await wait_drained(observer, queue)  # nothing left on the queue
             ledger.dead_lettered, _ = await observer.transport.queue_state(f"{queue}.dlq")
         child.send_signal(signal.SIGTERM)
         assert await wait_exit(child, 20) == 0, "the worker did not stop gracefully on SIGTERM"
         ledger.deliveries = [line for line in deliveries.read_text().splitlines() if line.strip()]
         ledger.delivered_at = [0.0] * len(ledger.deliveries)
-        assert left == 0, f"{left} message(s) left on {queue}"
         ledger.assert_safe()
         assert len(ledger.effect_ids) == EVENTS
         assert ledger.dead_lettered == 0

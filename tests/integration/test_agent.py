@@ -5,8 +5,8 @@ from __future__ import annotations
 from bus import Bus
 from bus.agent import Health, ServiceAgent
 from schemas import Deregister
+from tests._discovery import Harness, harness, reg
 from tests._wait import eventually
-from tests.integration.test_discovery_worker import Harness, harness, reg
 
 
 async def test_agent_registers_heartbeats_reregisters_and_leaves(broker_url, tmp_path, unique):

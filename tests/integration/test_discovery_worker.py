@@ -6,115 +6,23 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from bus import Bus, VirtualClock
+from bus import VirtualClock
 from bus.errors import NotFound, Unavailable
-from bus.message import EventMeta, Message, event_message
+from bus.message import Message, event_message
 from bus.topology import EVENTS
-from bus.transport.base import QueueSpec
-from discovery_worker import SOURCE, DiscoveryConfig, DiscoveryWorker, bootstrap
-from schemas import Deregister, Drain, Heartbeat, Register
+from discovery_worker import SOURCE
+from schemas import Deregister, Drain, Heartbeat
+from tests._discovery import Harness, harness, reg
 from tests._wait import eventually
 
 AMQP_URL = os.environ.get("GOVBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_URL = os.environ.get("GOVBUS_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-class Harness:
-    """A client bus, the worker(s) under test, and every registry event they published."""
-
-    def __init__(self, url: str, unique: str, db_url: str, clock: Any = None) -> None:
-        self.url, self.unique, self.db_url, self.clock = url, unique, db_url, clock
-        self.config = DiscoveryConfig(queue=f"{unique}.discovery", service=f"{unique}.discovery")
-        self.client = Bus(url, source="test", clock=clock)
-        self.events: list[tuple[EventMeta, Any]] = []
-        self.worker: DiscoveryWorker | None = None
-        self.capture: Any = None
-        self._worker_bus: Bus | None = None
-
-    async def start_worker(self) -> DiscoveryWorker:
-        self._worker_bus = Bus(self.url, source=SOURCE, clock=self.clock)
-        await self._worker_bus.start()
-        self.worker = await bootstrap(
-            bus=self._worker_bus, db_url=self.db_url, config=self.config, clock=self.clock
-        )
-        await self.worker.start()
-        await eventually(lambda: self.worker is not None and self.worker.ready, what="ready")
-        return self.worker
-
-    async def stop_worker(self) -> None:
-        if self.worker is not None:
-            await self.worker.stop()
-            self.worker = None
-        if self._worker_bus is not None:
-            await self._worker_bus.close()
-            self._worker_bus = None
-
-    async def call(self, method: str, **params: Any) -> Any:
-        return await self.client.call(f"{self.unique}.discovery.{method}", params)
-
-    async def publish(self, event: Any, **kw: Any) -> str:
-        return await self.client.publish(event, **kw)
-
-    def of(self, *types: str) -> list[Any]:
-        return [e for m, e in self.events if m.type in types]
-
-    def transitions(self) -> list[tuple[str, str | None, str, str]]:
-        return [
-            (e.instance_id, e.previous, e.status, e.reason)
-            for e in self.of("registry.instance.status_changed")
-        ]
-
-
-@asynccontextmanager
-async def harness(
-    url: str, unique: str, db_url: str, *, clock: Any = None
-) -> AsyncIterator[Harness]:
-    h = Harness(url, unique, db_url, clock)
-    await h.client.start()
-    capture = f"{unique}.capture"
-    transport = h.client.transport
-    await transport.declare_queue(QueueSpec(capture, durable=False, exclusive=True))
-    for pattern in ("registry.instance.*", "registry.protection.*", "registry.heartbeat.unknown"):
-        await transport.bind(capture, EVENTS, pattern)
-
-    async def record(event: Any, meta: EventMeta) -> None:
-        # The shared broker carries other tests' events too (protection is checked on memory).
-        if unique in str(event) or meta.type.startswith("registry.protection."):
-            h.events.append((meta, event))
-
-    from bus.consumer import EventConsumer
-    from schemas import EVENT_TYPES
-
-    consumer = EventConsumer(transport, capture, dict.fromkeys(EVENT_TYPES, record), EVENT_TYPES)
-    await consumer.start()
-    h.capture = consumer
-    try:
-        await h.start_worker()
-        yield h
-    finally:
-        await h.stop_worker()
-        await consumer.stop()
-        for queue in (capture, h.config.queue, f"{h.config.queue}.dlq"):
-            await transport.delete_queue(queue)
-        await h.client.close()
-
-
-def reg(unique: str, iid: str, **kw: Any) -> Register:
-    return Register(
-        service=kw.pop("service", unique),
-        instance_id=f"{unique}-{iid}",
-        address="10.0.0.1",
-        port=kw.pop("port", 8080),
-        **kw,
-    )
 
 
 async def instances(h: Harness, **params: Any) -> dict[str, dict[str, Any]]:

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from http_edge import Limits
-from tests._edge_stack import SECRET, bearer, edge_stack, private_vhost
+from tests._edge_stack import SECRET, bearer, edge_stack
 from tests._wait import eventually
 
 pytestmark = pytest.mark.asyncio
@@ -33,11 +33,7 @@ async def wait_listed(client, headers, service: str, count: int = 1):
         r = await client.get(f"/v1/services/{service}", headers=headers)
         return r.status_code == 200 and len((await r.get_json())["instances"]) >= count
 
-    for _ in range(400):
-        if await listed():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{service} never listed {count} instance(s)")
+    await eventually(listed, interval=0.01, what=f"{service} to list {count} instance(s)")
 
 
 @pytest.fixture
@@ -47,15 +43,14 @@ async def stack(tmp_path, unique):
 
 
 @pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
-async def both_stack(request, tmp_path, unique, amqp_url):
+async def both_stack(request, tmp_path, unique):
     """The same test on the embedded bus and on RabbitMQ (a vhost of its own)."""
     if request.param == "memory":
-        async with edge_stack(f"memory://{unique}", tmp_path) as s:
-            yield s
-        return
-    with private_vhost(amqp_url, unique) as url:
-        async with edge_stack(url, tmp_path) as s:
-            yield s
+        url = f"memory://{unique}"
+    else:
+        url = request.getfixturevalue("vhost_url")
+    async with edge_stack(url, tmp_path) as s:
+        yield s
 
 
 async def test_public_routes_need_no_token(stack):
@@ -115,26 +110,19 @@ async def test_register_pick_heartbeat_drain_deregister(both_stack):
         statuses = {i["instance_id"]: i["status"] for i in (await r.get_json())["instances"]}
         return statuses.get("web-2") == "draining"
 
-    await eventually(lambda: True)
-    for _ in range(400):
-        if await drained():
-            break
-        await asyncio.sleep(0.01)
-    else:
-        raise AssertionError("web-2 never drained")
+    await eventually(drained, interval=0.01, what="web-2 to drain")
     for _ in range(3):
         r = await c.get("/v1/services/web/pick", headers=h)
         assert (await r.get_json())["instance_id"] == "web-1"
 
     r = await c.delete("/v1/instances/web-2?service=web", headers=h)
     assert r.status_code == 202
-    for _ in range(400):
+
+    async def only_web_1_left():
         r = await c.get("/v1/services/web", headers=h)
-        if [i["instance_id"] for i in (await r.get_json())["instances"]] == ["web-1"]:
-            break
-        await asyncio.sleep(0.01)
-    else:
-        raise AssertionError("web-2 never left")
+        return [i["instance_id"] for i in (await r.get_json())["instances"]] == ["web-1"]
+
+    await eventually(only_web_1_left, interval=0.01, what="web-2 to leave")
 
 
 async def test_unknown_things_are_404_problems(stack):
@@ -162,11 +150,12 @@ async def test_unknown_things_are_404_problems(stack):
     assert (await c.get("/v1/services/web/pick", headers=h)).status_code == 200
     # every instance draining: 503, worth a retry later
     await c.put("/v1/instances/web-1/drain", headers=h)
-    for _ in range(400):
+
+    async def picked():
         r = await c.get("/v1/services/web/pick", headers=h)
-        if r.status_code == 503:
-            break
-        await asyncio.sleep(0.01)
+        return r if r.status_code == 503 else None
+
+    r = await eventually(picked, interval=0.01, what="a pick of an all-draining service to be 503")
     assert r.status_code == 503 and "Retry-After" in r.headers
 
 
@@ -395,7 +384,7 @@ async def test_no_worker_is_503_with_retry_after_and_slow_worker_is_504(tmp_path
         from schemas.rpc import ServicesRequest
 
         async def hang(_req):
-            await asyncio.sleep(1)
+            await asyncio.sleep(1)  # longer than the edge's RPC timeout: the slowness is the point
 
         from bus.client import Bus
 

@@ -6,23 +6,16 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from uuid import uuid4
 
 import orjson
 import pytest
 
-from tests._edge_stack import edge_stack, private_vhost
+from tests._edge_stack import edge_stack
+from tests._wait import eventually
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.rabbitmq]
 
 GOVBUS = str(Path(sys.executable).with_name("govbus"))
-
-
-@pytest.fixture(scope="module")
-def vhost_url():
-    url = os.environ.get("GOVBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    with private_vhost(url, f"edge-{uuid4().hex[:8]}") as vhost:
-        yield vhost
 
 
 async def govbus(*args: str) -> tuple[int, str, str]:
@@ -54,11 +47,12 @@ async def test_tour_on_rabbitmq_and_cli_tables(vhost_url, tmp_path):
                 },
             )
             assert r.status_code == 202
-            for _ in range(500):
+
+            async def picked():
                 r = await c.get("/v1/services/host/pick", headers=h)
-                if r.status_code == 200:
-                    break
-                await asyncio.sleep(0.01)
+                return r if r.status_code == 200 else None
+
+            r = await eventually(picked, interval=0.01, what="host-1 to be picked")
             assert (await r.get_json())["instance_id"] == "host-1"
             vm = {
                 "kind": "vm",

@@ -7,19 +7,10 @@ import asyncio
 import pytest
 
 from examples.flask_hello.app import create_app
-from tests._edge_stack import edge_stack, private_vhost
+from tests._edge_stack import edge_stack
+from tests._wait import eventually
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.rabbitmq]
-
-
-@pytest.fixture(scope="module")
-def vhost_url():
-    import os
-    from uuid import uuid4
-
-    url = os.environ.get("GOVBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    with private_vhost(url, f"flask-{uuid4().hex[:8]}") as vhost:
-        yield vhost
 
 
 async def test_flask_app_registers_heartbeats_queries_and_deregisters(vhost_url, tmp_path):
@@ -42,26 +33,23 @@ async def test_flask_app_registers_heartbeats_queries_and_deregisters(vhost_url,
             assert (await asyncio.to_thread(web.get, "/resource/nope")).status_code == 404
             assert (await asyncio.to_thread(web.get, "/resource/NO*PE")).status_code == 404
 
-            for _ in range(500):
+            async def listed():
                 r = await c.get("/v1/services/hello", headers=h)
-                if r.status_code == 200 and (await r.get_json())["instances"]:
-                    break
-                await asyncio.sleep(0.01)
+                return r if r.status_code == 200 and (await r.get_json())["instances"] else None
+
+            r = await eventually(listed, interval=0.01, what="the Flask instance to be listed")
             instance = (await r.get_json())["instances"][0]
             assert instance["instance_id"] == agent.instance_id and instance["port"] == 5001
-            for _ in range(300):  # heartbeats every ttl/3 keep it passing
-                if agent.heartbeats >= 3:
-                    break
-                await asyncio.sleep(0.01)
+            # heartbeats every ttl/3 keep it passing
+            await eventually(lambda: agent.heartbeats >= 3, what="three heartbeats")
             assert agent.heartbeats >= 3
             r = await c.get("/v1/services/hello", headers=h)
             assert (await r.get_json())["instances"][0]["status"] == "passing"
         finally:
             await asyncio.to_thread(agent.close)
-        for _ in range(500):
+
+        async def gone():
             r = await c.get("/v1/services/hello", headers=h)
-            if r.status_code == 404 or not (await r.get_json())["instances"]:
-                break
-            await asyncio.sleep(0.01)
-        else:
-            raise AssertionError("the Flask instance never deregistered")
+            return r.status_code == 404 or not (await r.get_json())["instances"]
+
+        await eventually(gone, interval=0.01, what="the Flask instance to deregister")

@@ -11,8 +11,8 @@ from discovery_worker import SOURCE as DISCOVERY_SOURCE
 from discovery_worker import DiscoveryConfig
 from discovery_worker import bootstrap as discovery_bootstrap
 from schemas import Heartbeat, Register
+from tests._manager import T0, discovery_namespace, harness
 from tests._wait import eventually
-from tests.integration.test_manager import T0, discovery_namespace, harness
 
 
 async def test_placement_and_host_health_through_the_real_discovery_worker(

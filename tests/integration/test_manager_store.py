@@ -29,9 +29,7 @@ from schemas import (
     ResourceRequest,
     UpdateResourceRequest,
 )
-from tests._stores import pg_database
-from tests._wait import eventually
-from tests.integration.test_manager import (
+from tests._manager import (
     AMQP_URL,
     T0,
     Harness,
@@ -39,6 +37,8 @@ from tests.integration.test_manager import (
     host,
     status_changed,
 )
+from tests._stores import pg_database
+from tests._wait import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -336,7 +336,7 @@ async def test_times_survive_sqlite_in_any_local_timezone(memory_url, tmp_path, 
         time.tzset()
 
 
-async def test_the_relay_outlives_an_unreachable_database(memory_url):
+async def test_the_relay_outlives_an_unreachable_database(memory_url, caplog):
     """asyncpg raises a refused connection as a bare OSError: the relay logs it and keeps
     polling instead of dying (it would then never publish again)."""
     bus = Bus(memory_url, source=SOURCE)
@@ -345,9 +345,12 @@ async def test_the_relay_outlives_an_unreachable_database(memory_url):
     relay = OutboxRelay(store, bus.publisher, source=SOURCE, poll_s=0.01)
     try:
         await relay.start()
-        for _ in range(3):
+
+        def failed_three_times() -> bool:
             relay.notify()
-            await asyncio.sleep(0.05)
+            return sum("outbox relay:" in r.getMessage() for r in caplog.records) >= 3
+
+        await eventually(failed_three_times, what="three failed relay passes")
         assert relay._task is not None and not relay._task.done()
         with pytest.raises(OSError):
             await relay.stop()  # its last flush still reports the outage to the caller
@@ -367,6 +370,8 @@ async def test_the_relay_stops_when_woken_just_before_stop(memory_url, tmp_path)
     try:
         for _ in range(20):
             await relay.start()
+            # The race under test: the relay task has begun its wait when the notify and the
+            # stop come; a short real pause puts it there (a timing reproduction, not a wait).
             await asyncio.sleep(0.002)
             relay.notify()
             await asyncio.wait_for(relay.stop(), 5)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bus import Bus
-from bus.message import Delivery
+from bus.message import Delivery, Message
 from bus.store import (
     OutboxRelay,
     OutboxRow,
@@ -24,6 +24,7 @@ from bus.store import (
 from bus.topology import EVENTS
 from bus.transport import QueueSpec
 from tests._stores import pg_database
+from tests._wait import eventually
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -49,6 +50,15 @@ async def _tap(bus: Bus, prefix: str) -> list[Delivery]:
     return got
 
 
+async def _all_before_a_marker(bus: Bus, prefix: str, got: list[Delivery]) -> list[Delivery]:
+    """Publish a marker on the tap's pattern and wait for it: one queue delivers in order, so
+    every message published before it has arrived by then. Returns those messages."""
+    marker = f"{prefix}.marker"
+    await bus.transport.publish(EVENTS, marker, Message(body=b"{}", message_id=marker))
+    await eventually(lambda: any(d.message.message_id == marker for d in got), what=marker)
+    return [d for d in got if d.message.message_id != marker]
+
+
 async def test_a_relay_publishes_and_prunes_only_its_own_source(memory_url, tmp_path, unique):
     """`govbus up`: the discovery worker and the manager share one SQLite file."""
     store = Store(create_engine(f"sqlite+aiosqlite:///{tmp_path}/shared.db"))
@@ -60,7 +70,7 @@ async def test_a_relay_publishes_and_prunes_only_its_own_source(memory_url, tmp_
             await _stage(store, "govbus/discovery", f"{unique}.d", 5)
             relay = OutboxRelay(store, bus.publisher, source="govbus/manager")
             assert await relay.flush() == 3
-            await asyncio.sleep(0)  # the embedded broker dispatches on the next loop turn
+            got = await _all_before_a_marker(bus, unique, got)
             assert [d.message.message_id for d in got] == [f"{unique}.m-{i}" for i in range(3)]
             async with store.unit_of_work() as session:
                 await session.execute(update(OutboxRow).values(sent=1))
@@ -93,7 +103,7 @@ async def test_two_relays_of_one_source_on_one_database_publish_each_row_once(me
                         for s in stores
                     )
                 )
-                await asyncio.sleep(0)
+                got = await _all_before_a_marker(bus, unique, got)
             assert sum(counts) == 300
             ids = Counter(d.message.message_id for d in got)
             assert len(ids) == 300 and max(ids.values()) == 1, ids.most_common(3)

@@ -75,7 +75,7 @@ async def test_tcp_reset_restores_consumers_and_calls(amqp_url, unique):
                 slow_call = asyncio.ensure_future(
                     worker.call(f"{unique}.nobody-yet", {}, timeout=10)
                 )
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # one loop turn: the call's request goes out
                 await proxy.cut()
                 started = time.monotonic()
                 with pytest.raises(Exception):  # noqa: B017 - ConnectionLost or NoResponder

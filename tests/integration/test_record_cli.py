@@ -8,28 +8,16 @@ import contextlib
 import shutil
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 
 from bus.client import Bus
 from bus.eventlog import read_log
 from schemas import Deregister, Heartbeat, Register, ResourceObserved
-from tests._edge_stack import private_vhost
 from tests._wait import eventually
 
 pytestmark = pytest.mark.rabbitmq
-
-
-@pytest.fixture(scope="module")
-def vhost_url() -> Iterator[str]:
-    """A vhost of our own, so its `govbus.log` stream holds only what these tests publish."""
-    from tests.conftest import _amqp_url
-
-    with private_vhost(_amqp_url(), f"record-{uuid4().hex[:8]}") as url:
-        yield url
 
 
 def exe() -> str:

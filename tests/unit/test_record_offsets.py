@@ -14,6 +14,7 @@ from bus.tap import Tap
 from bus.topology import EVENTS, LOG
 from bus.transport.memory import MemoryTransport
 from govbus.log import _Recorder
+from tests._wait import eventually
 
 
 class Fake(Delivery):
@@ -41,8 +42,7 @@ def delivery(offset: int, event_type: str = "registry.heartbeat", exchange: str 
 
 
 async def _settled(tap: Tap) -> None:
-    while tap._acker is not None:
-        await asyncio.sleep(0)
+    await eventually(lambda: tap._acker is None, interval=0, what="the acker to finish")
 
 
 async def test_a_reread_stream_is_not_passed_on_twice_and_is_filtered():

@@ -13,6 +13,7 @@ from bus.eventlog import LogEvent, read_log
 from bus.message import EventMeta
 from bus.replay import Replay, ReplayError
 from schemas import Heartbeat, InstanceExpired, Register
+from tests._wait import eventually
 
 LOGS = Path(__file__).parent.parent / "logs"
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -157,7 +158,7 @@ async def test_the_clock_jumps_only_when_no_timer_is_due_on_the_way():
     the way must be fired (advance_to), never skipped."""
     clock = VirtualClock(T0)
     sleeper = asyncio.get_running_loop().create_task(clock.sleep_until(T0 + timedelta(seconds=5)))
-    await asyncio.sleep(0)  # the sleeper registers its wake-up time
+    await eventually(lambda: clock.next_due() is not None, what="the sleeper's wake-up time")
     clock.jump_to(T0 + timedelta(seconds=4))
     assert clock.now() == T0 + timedelta(seconds=4)
     with pytest.raises(ValueError, match="a sleeper is due at 2026-01-01T12:00:05"):

@@ -1,10 +1,10 @@
-"""Replay speed on a heartbeat-heavy log (the issue's target: 50,000 events/s on this machine;
-`python -m benchmarks` reports it as `replay.events_per_s`). The assertion is a floor that
-catches a regression even on a loaded machine; the rate is printed (`pytest -s`)."""
+"""A heartbeat-heavy log replays whole: every event fed, every instance in the end state.
+
+Its speed is measured by `python -m benchmarks` (`replay.events_per_s`, steady heartbeats, and
+`replay.whole_log_events_per_s`), not asserted here: a rate is a benchmark figure."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 from bus.eventlog import LogEvent
@@ -33,12 +33,8 @@ def heartbeat_heavy(instances: int, heartbeats: int) -> list[LogEvent]:
     return events
 
 
-async def test_a_heartbeat_heavy_log_replays_fast():
+async def test_a_heartbeat_heavy_log_replays_every_event():
     events = heartbeat_heavy(50, 60_000)
-    started = time.perf_counter()
     outcome = await replay_log(events)
-    rate = len(events) / (time.perf_counter() - started)
-    print(f"\nreplay: {rate:,.0f} events/s ({len(events)} events, workers' start included)")
     assert outcome.stats.fed == len(events)
     assert len(outcome.state["instances"]) == 50
-    assert rate > 15_000
