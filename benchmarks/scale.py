@@ -96,6 +96,7 @@ async def load(db_url: str) -> dict[str, float]:
     """In a fresh process: restore the registry; then the loop's longest stall while the
     expiry sweep marks the late 1% critical."""
     from discovery_worker import DiscoveryConfig, bootstrap
+    from discovery_worker._time import to_us
 
     base = _rss()
     clock = VirtualClock(T0)
@@ -121,10 +122,12 @@ async def load(db_url: str) -> dict[str, float]:
         await asyncio.sleep(0.05)
         began = time.perf_counter()
         await clock.advance(2)  # the late 1% miss their heartbeat now
-        missed = len(worker.registry.missed)
-        while worker.registry.pending or worker.journal.committed:
+        now = to_us(clock.now())
+        # the sweep runs in slices: done when nothing is due, and all it derived is out
+        while worker.registry.due_by(now) or worker.registry.pending or worker.journal.committed:
             await asyncio.sleep(0.01)
         sweep_s = time.perf_counter() - began
+        missed = len(worker.registry.missed)
         await asyncio.sleep(2.0)  # and a while of steady state after it: the window watched
         running = False
         await task

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -141,6 +141,16 @@ def _insert(session: AsyncSession, table: type[DeclarativeBase]) -> Any:
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(core)
 
 
+STATEMENT_ROWS = 1000
+"""Rows per statement of a batch write: a flush of 10,000 rows goes as ten statements, and the
+event loop runs between them (building one statement's parameters holds it ~10 ms)."""
+
+
+def _chunks(rows: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:
+    for start in range(0, len(rows), STATEMENT_ROWS):
+        yield list(rows[start : start + STATEMENT_ROWS])
+
+
 async def upsert(
     session: AsyncSession, table: type[DeclarativeBase], key: str, rows: Sequence[Mapping[str, Any]]
 ) -> None:
@@ -153,7 +163,8 @@ async def upsert(
         index_elements=[key],
         set_={name: stmt.excluded[name] for name in rows[0] if name != key},
     )
-    await session.execute(stmt, list(rows))
+    for chunk in _chunks(rows):
+        await session.execute(stmt, chunk)
 
 
 async def insert_ignore(
@@ -166,9 +177,11 @@ async def insert_ignore(
     stmt = _insert(session, table).on_conflict_do_nothing()
     if len(rows) == 1:
         result = await session.execute(stmt.values(**rows[0]))
-    else:
-        result = await session.execute(stmt, list(rows))
-    return int(getattr(result, "rowcount", -1))
+        return int(getattr(result, "rowcount", -1))
+    counts = [
+        int(getattr(await session.execute(stmt, chunk), "rowcount", -1)) for chunk in _chunks(rows)
+    ]
+    return -1 if -1 in counts else sum(counts)
 
 
 async def mark_processed(session: AsyncSession, consumer: str, event_id: str, at: datetime) -> bool:

@@ -152,6 +152,10 @@ def _row(entry: Entry) -> dict[str, Any]:
     }
 
 
+YIELD_EVERY = 256
+"""Derived events published between two turns of the event loop (a publish on the embedded
+broker never waits, so a long run of them would hold the loop)."""
+
 FREEZE_AT = 50_000
 """From this many restored instances on, they are moved out of the garbage collector's sight
 (`gc.freeze`) after a restore: below it, a full collection is cheap."""
@@ -424,7 +428,9 @@ class Journal:
         """
         committed, self.committed = self.committed, []
         try:
-            for derived in committed:
+            for number, derived in enumerate(committed, 1):
+                if number % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a sweep's thousands: let the loop breathe
                 message = event_message(
                     event_type=derived.event.TYPE,
                     body=to_json(derived.event),

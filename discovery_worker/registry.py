@@ -261,11 +261,14 @@ class Registry:
         """When the next timer may fire (possibly early: `advance` re-checks)."""
         return self._heap[0][0] if self._heap else None
 
-    def advance(self, now: int) -> list[Derived]:
-        """Apply every expiry transition due by `now`, each at its own due time."""
+    def advance(self, now: int, limit: int | None = None) -> list[Derived]:
+        """Apply every expiry transition due by `now`, each at its own due time; with `limit`,
+        at most that many (`due_by(now)` says whether more are left)."""
         mark = len(self.pending)
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        budget = -1 if limit is None else limit
+        while heap and heap[0][0] <= now and budget != 0:
+            budget -= 1
             due, instance_id = heapq.heappop(heap)
             if instance_id == _PROTECTION:
                 if due == self._protection_due:
@@ -284,6 +287,10 @@ class Registry:
             else:
                 self._expire(entry, due)
         return self.pending[mark:]
+
+    def due_by(self, now: int) -> bool:
+        """Whether something is due by `now` (a sliced `advance` has more to do)."""
+        return bool(self._heap) and self._heap[0][0] <= now
 
     # -- persistence -----------------------------------------------------------------------
 
