@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from bus import Bus
+from bus.errors import NotFound
 from bus.message import EventMeta
 from bus.topology import EVENTS
 from bus.transport.base import QueueSpec
@@ -94,6 +95,16 @@ async def harness(
         for queue in (capture, h.config.queue, f"{h.config.queue}.dlq"):
             await transport.delete_queue(queue)
         await h.client.close()
+
+
+async def instances(h: Harness, **params: Any) -> dict[str, dict[str, Any]]:
+    """The test's service as the worker answers it, by instance id without the unique prefix
+    (nothing registered yet: empty)."""
+    try:
+        view = await h.call("service", name=h.unique, **params)
+    except NotFound:
+        return {}
+    return {i["instance_id"].removeprefix(h.unique + "-"): i for i in view["instances"]}
 
 
 def reg(unique: str, iid: str, **kw: Any) -> Register:

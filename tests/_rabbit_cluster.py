@@ -16,7 +16,6 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from tests._rabbit_node import (
@@ -29,6 +28,7 @@ from tests._rabbit_node import (
     _pick_port,
     reap_stale,
 )
+from tests._wait import wait_until
 
 EPMD = shutil.which("epmd") or "/usr/bin/epmd"
 
@@ -77,12 +77,17 @@ class PrivateCluster:
         return sorted(json.loads(out)["running_nodes"])
 
     def wait_running(self, count: int, via: PrivateRabbit, timeout: float = 60.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            running = self.running_nodes(via)
-            if len(running) == count or time.monotonic() > deadline:
-                return running
-            time.sleep(0.2)
+        """The running nodes once there are `count` of them, or as last seen after `timeout`
+        s (the caller asserts on the list, naming the nodes)."""
+        running: list[str] = []
+
+        def formed() -> bool:
+            running[:] = self.running_nodes(via)
+            return len(running) == count
+
+        with contextlib.suppress(AssertionError):  # timed out: the list says who is missing
+            wait_until(formed, timeout=timeout, interval=0.2)
+        return running
 
     def consumers(
         self, via: PrivateRabbit, *, not_on: PrivateRabbit | None = None

@@ -3,17 +3,11 @@ within 20 s (RabbitMQ), and `govbus up` runs a checker on the embedded bus."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,76 +19,55 @@ from health_checker import SOURCE as CHECKER_SOURCE
 from health_checker import Checker, CheckerConfig
 from schemas import Register
 from tests._targets import Targets
-from tests._wait import eventually
-from tests.e2e.test_edge_up import free_port, start_up, stop, wait_ready
-
-GOVBUS = str(Path(sys.executable).with_name("govbus"))
-
-
-def _ctl(*args: str) -> None:
-    ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    subprocess.run([ctl, "-q", *args], check=True, capture_output=True, timeout=60)
-
-
-@contextlib.contextmanager
-def private_vhost(amqp_url: str) -> Iterator[str]:
-    """A vhost of its own: the checker process serves the default names without meeting
-    anybody else's workers on the shared broker."""
-    vhost = f"govbus-test-{uuid.uuid4().hex[:8]}"
-    _ctl("add_vhost", vhost)
-    try:
-        _ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        yield amqp_url.rstrip("/") + "/" + vhost
-    finally:
-        _ctl("delete_vhost", vhost)
+from tests._wait import eventually, wait_until
+from tests.e2e._up import GOVBUS, free_port, start_up, stop, wait_ready
 
 
 @pytest.mark.rabbitmq
-async def test_a_checker_killed_with_sigkill_has_its_checks_taken_over(amqp_url, tmp_path):
-    with private_vhost(amqp_url) as url:
-        async with contextlib.AsyncExitStack() as stack, Targets() as targets:
-            worker_bus = Bus(url, source=SOURCE)
-            await worker_bus.start()
-            stack.push_async_callback(worker_bus.close)
-            worker = await discovery(bus=worker_bus, db_url=f"sqlite+aiosqlite:///{tmp_path}/d.db")
-            await worker.start()
-            stack.push_async_callback(worker.stop)
-            bus = Bus(url, source=CHECKER_SOURCE)
-            await bus.start()
-            stack.push_async_callback(bus.close)
-            mine = Checker(bus=bus, config=CheckerConfig())
-            await mine.start()
-            stack.push_async_callback(mine.stop)
-            env = {**os.environ, "GOVBUS_URL": url}
-            with (tmp_path / "checker.log").open("w") as log:
-                other = subprocess.Popen([GOVBUS, "checker"], env=env, stderr=log, stdout=log)
-            try:
-                await eventually(lambda: len(mine.members) == 2, timeout=20, what="two checkers")
-                names = [f"i{n:02}" for n in range(20)]
-                for name in names:
-                    url_ = f"{targets.url}/hit/{name}"
-                    await bus.publish(
-                        Register(
-                            service="web", instance_id=name, address="127.0.0.1", port=80,
-                            ttl_s=0, checks=[{"http": url_, "interval_s": 1}],
-                        )
-                    )  # fmt: skip
-                await eventually(lambda: all(len(targets.hits[n]) >= 2 for n in names), timeout=20)
-                theirs = {iid for iid, _ in {(n, "check-1") for n in names} - mine.owned}
-                assert theirs and len(theirs) < 20  # the other process runs a share
-                other.send_signal(signal.SIGKILL)
-                other.wait(timeout=10)
-                killed = time.monotonic()
-                await eventually(
-                    lambda: all(targets.hits[n][-1] > killed for n in theirs),
-                    timeout=20,
-                    what="the killed checker's checks to run again",
-                )
-                assert len(mine.owned) == 20
-            finally:
-                if other.poll() is None:
-                    other.kill()
-                    other.wait()
+async def test_a_checker_killed_with_sigkill_has_its_checks_taken_over(vhost_url, tmp_path):
+    async with contextlib.AsyncExitStack() as stack, Targets() as targets:
+        worker_bus = Bus(vhost_url, source=SOURCE)
+        await worker_bus.start()
+        stack.push_async_callback(worker_bus.close)
+        worker = await discovery(bus=worker_bus, db_url=f"sqlite+aiosqlite:///{tmp_path}/d.db")
+        await worker.start()
+        stack.push_async_callback(worker.stop)
+        bus = Bus(vhost_url, source=CHECKER_SOURCE)
+        await bus.start()
+        stack.push_async_callback(bus.close)
+        mine = Checker(bus=bus, config=CheckerConfig())
+        await mine.start()
+        stack.push_async_callback(mine.stop)
+        env = {**os.environ, "GOVBUS_URL": vhost_url}
+        with (tmp_path / "checker.log").open("w") as log:
+            other = subprocess.Popen([GOVBUS, "checker"], env=env, stderr=log, stdout=log)
+        try:
+            await eventually(lambda: len(mine.members) == 2, timeout=20, what="two checkers")
+            names = [f"i{n:02}" for n in range(20)]
+            for name in names:
+                url_ = f"{targets.url}/hit/{name}"
+                await bus.publish(
+                    Register(
+                        service="web", instance_id=name, address="127.0.0.1", port=80,
+                        ttl_s=0, checks=[{"http": url_, "interval_s": 1}],
+                    )
+                )  # fmt: skip
+            await eventually(lambda: all(len(targets.hits[n]) >= 2 for n in names), timeout=20)
+            theirs = {iid for iid, _ in {(n, "check-1") for n in names} - mine.owned}
+            assert theirs and len(theirs) < 20  # the other process runs a share
+            other.send_signal(signal.SIGKILL)
+            other.wait(timeout=10)
+            killed = time.monotonic()
+            await eventually(
+                lambda: all(targets.hits[n][-1] > killed for n in theirs),
+                timeout=20,
+                what="the killed checker's checks to run again",
+            )
+            assert len(mine.owned) == 20
+        finally:
+            if other.poll() is None:
+                other.kill()
+                other.wait()
 
 
 def test_govbus_up_runs_a_checker_and_refuses_a_bad_check(tmp_path):
@@ -118,7 +91,7 @@ def test_govbus_up_runs_a_checker_and_refuses_a_bad_check(tmp_path):
             r = httpx.get(f"{base}/v1/services/web")
             return r.status_code == 200 and r.json()["instances"][0]["status"] == "passing"
 
-        asyncio.run(eventually_sync(status))
+        wait_until(status, timeout=20, interval=0.1, what="web to pass its checks")
         checker = httpx.get(f"{base}/v1/services/govbus-checker").json()
         assert [i["status"] for i in checker["instances"]] == ["passing"]
     finally:
@@ -126,28 +99,24 @@ def test_govbus_up_runs_a_checker_and_refuses_a_bad_check(tmp_path):
     assert code == 0, err
 
 
-async def eventually_sync(predicate: object) -> None:
-    await eventually(predicate, timeout=20, interval=0.1)  # type: ignore[arg-type]
-
-
 @pytest.mark.rabbitmq
-def test_govbus_checker_stops_on_sigterm_with_exit_0(amqp_url, tmp_path):
-    with private_vhost(amqp_url) as url:
-        log = tmp_path / "stderr.txt"
-        with log.open("w") as stderr:
-            proc = subprocess.Popen([GOVBUS, "checker", "--url", url], stderr=stderr)
-        try:
-            deadline = time.monotonic() + 20
-            while "health checker running" not in log.read_text():
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=20) == 0, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+def test_govbus_checker_stops_on_sigterm_with_exit_0(vhost_url, tmp_path):
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen([GOVBUS, "checker", "--url", vhost_url], stderr=stderr)
+    try:
+
+        def running() -> bool:
+            assert proc.poll() is None, log.read_text()
+            return "health checker running" in log.read_text()
+
+        wait_until(running, timeout=20, what=lambda: f"the checker to run: {log.read_text()}")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_govbus_checker_with_a_bad_url_is_one_line():

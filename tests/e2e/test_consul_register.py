@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
+from collections.abc import Callable
 
 import consul
 import httpx
 
-from tests.e2e.test_edge_up import GOVBUS, free_port, start_up, stop, wait_ready
+from tests._wait import wait_until
+from tests.e2e._up import GOVBUS, free_port, start_up, stop, wait_ready
 
 SECRET = "consul-e2e-" + "s" * 32
 
@@ -21,14 +22,9 @@ def mint() -> str:
     return subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def wait_for(predicate, what: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+def wait_for(predicate: Callable[[], object], what: str) -> object:
+    # Each poll is an HTTP request to `govbus up`: every 0.1 s is enough.
+    return wait_until(predicate, timeout=20, interval=0.1, what=what)
 
 
 def test_py_consul_registers_with_checks(tmp_path):

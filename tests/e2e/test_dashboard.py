@@ -19,15 +19,13 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from uuid import uuid4
 
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests._edge_stack import private_vhost
 from tests._wait import eventually
-from tests.e2e.test_edge_up import free_port, start_up, wait_ready
+from tests.e2e._up import free_port, start_up, wait_ready
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -65,7 +63,7 @@ class Up:
 
 
 @pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
-async def up(request, tmp_path, amqp_url) -> AsyncIterator[Up]:
+async def up(request, tmp_path) -> AsyncIterator[Up]:
     """`govbus up` on the embedded bus, or on RabbitMQ (a vhost of its own)."""
     chromium()
     port = free_port()
@@ -73,9 +71,9 @@ async def up(request, tmp_path, amqp_url) -> AsyncIterator[Up]:
         async with _up(tmp_path, port) as running:
             yield running
         return
-    with private_vhost(amqp_url, f"ui-{uuid4().hex[:8]}") as url:
-        async with _up(tmp_path, port, GOVBUS_URL=url) as running:
-            yield running
+    url = request.getfixturevalue("vhost_url")
+    async with _up(tmp_path, port, GOVBUS_URL=url) as running:
+        yield running
 
 
 class _up:

@@ -5,9 +5,7 @@ worker's events."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from govbus import components
 from schemas import Register
 from tests._rabbit_node import PrivateRabbit
 from tests._targets import Targets
+from tests._wait import eventually
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
@@ -91,10 +90,10 @@ async def test_the_checker_user_checks_and_may_not_speak_for_discovery(compose_n
 
 async def until(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
     """Ask until `predicate()` is true (a bus error counts as not yet)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def answered() -> bool:
         with contextlib.suppress(BusError):
-            if await predicate():
-                return
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
+            return await predicate()
+        return False
+
+    await eventually(answered, timeout=timeout, interval=0.1, what=what)

@@ -18,7 +18,7 @@ from schemas import Register
 from tests._edge_stack import SECRET
 from tests._rabbit_node import PrivateRabbit
 from tests._wait import eventually
-from tests.e2e.test_edge_up import free_port
+from tests.e2e._up import free_port
 
 DEFINITIONS = Path(__file__).resolve().parents[2] / "compose" / "rabbitmq" / "definitions.json"
 

@@ -3,9 +3,7 @@ HTTP and TCP checks, thresholds, and two checkers sharing the checks."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -87,13 +85,17 @@ async def status_of(s: Stack, iid: str) -> str:
 
 async def wait_status(s: Stack, iid: str, status: str, timeout: float = 15) -> None:
     """Ask the worker until `iid` has `status` (not registered yet counts as not yet)."""
-    deadline = time.monotonic() + timeout
     last = "not registered"
-    while last != status:
-        assert time.monotonic() < deadline, f"{iid} is {last}, never {status}"
+
+    async def reached() -> bool:
+        nonlocal last
         with contextlib.suppress(NotFound):
             last = await status_of(s, iid)
-        await asyncio.sleep(0.05)
+        return last == status
+
+    await eventually(
+        reached, timeout=timeout, interval=0.05, what=lambda: f"{iid} {status} (it is {last})"
+    )
 
 
 @pytest.fixture

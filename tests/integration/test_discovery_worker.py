@@ -17,20 +17,12 @@ from bus.message import Message, event_message
 from bus.topology import EVENTS
 from discovery_worker import SOURCE
 from schemas import Deregister, Drain, Heartbeat
-from tests._discovery import Harness, harness, reg
+from tests._discovery import harness, instances, reg
 from tests._wait import eventually
 
 AMQP_URL = os.environ.get("GOVBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_URL = os.environ.get("GOVBUS_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-async def instances(h: Harness, **params: Any) -> dict[str, dict[str, Any]]:
-    try:
-        view = await h.call("service", name=h.unique, **params)
-    except NotFound:
-        return {}
-    return {i["instance_id"].removeprefix(h.unique + "-"): i for i in view["instances"]}
 
 
 # --- tests -----------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ RabbitMQ (where the history follows the `govbus.log` stream of a private vhost).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from bus.topology import LOG
 from govbus.components import COMPONENTS, running_component
 from govbus.replay import Workers
 from http_edge import create_app
-from tests._edge_stack import SECRET, bearer, edge_stack, private_vhost
+from tests._edge_stack import SECRET, bearer, edge_stack
 from tests._wait import eventually
 
 PROBLEM = "application/problem+json"
@@ -44,14 +43,13 @@ async def history_stack(url: str, tmp_path: Path) -> AsyncIterator[tuple[object,
 
 
 @pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
-async def stack(request, tmp_path, unique, amqp_url):
+async def stack(request, tmp_path, unique):
     if request.param == "memory":
         async with history_stack(f"memory://{unique}", tmp_path) as s:
             yield s
         return
-    with private_vhost(amqp_url, unique) as url:
-        async with history_stack(url, tmp_path) as s:
-            yield s
+    async with history_stack(request.getfixturevalue("vhost_url"), tmp_path) as s:
+        yield s
 
 
 def instance(instance_id: str) -> dict[str, object]:
@@ -66,11 +64,14 @@ async def listed(client, headers) -> list[str]:
 
 
 async def until_listed(client, headers, names: list[str]) -> None:
-    """Poll the registry (an HTTP round trip each: `eventually` takes a plain predicate)."""
-    deadline = asyncio.get_running_loop().time() + 10
-    while (seen := await listed(client, headers)) != names:
-        assert asyncio.get_running_loop().time() < deadline, f"listed {seen}, not {names}"
-        await asyncio.sleep(0.005)
+    """Wait until the registry lists exactly `names` (an HTTP round trip per poll)."""
+    seen: list[str] = []
+
+    async def shown() -> bool:
+        seen[:] = await listed(client, headers)
+        return seen == names
+
+    await eventually(shown, timeout=10, what=lambda: f"{names} listed (listed {seen})")
 
 
 async def test_history_shows_an_instance_deregistered_since(stack):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from schemas import Heartbeat, Heartbeats
+from tests._discovery import harness, instances, reg
 from tests._wait import eventually
-from tests.integration.test_discovery_worker import harness, instances, reg
 
 
 def reported(h: Any) -> list[tuple[str, str | None, str, str]]:

@@ -20,7 +20,6 @@ from bus.history import History, TooEarly
 from bus.topology import LOG
 from govbus.replay import Workers, replay_log
 from schemas import Deregister, Heartbeat, Register
-from tests._edge_stack import private_vhost
 from tests._wait import eventually
 
 LOGS = Path(__file__).parent.parent / "logs"
@@ -129,32 +128,32 @@ async def test_history_keeps_what_crosses_the_embedded_bus(tmp_path):
     assert [i["instance_id"] for i in now["instances"]] == ["h-1", "h-3"]
 
 
-async def test_history_follows_the_rabbitmq_log_stream_from_its_offsets(amqp_url, tmp_path):
-    with private_vhost(amqp_url, f"history-{uuid4().hex[:8]}") as url:
-        bus = Bus(url, source="agent")
-        await bus.start()  # declares the govbus.log stream
-        try:
-            await bus.publish(register("r-1"))
-            await bus.publish(register("r-2"))
-            db = f"sqlite+aiosqlite:///{tmp_path}/h.db"
-            history = History(db, Workers, snapshot_every=2)
-            await history.start(bus, stream=LOG)  # reads the stream from its first offset
-            await eventually(lambda: history.ingested == 2, timeout=10, what="2 kept")
-            middle = datetime.now(UTC)
-            await history.stop()
+@pytest.mark.rabbitmq
+async def test_history_follows_the_rabbitmq_log_stream_from_its_offsets(vhost_url, tmp_path):
+    bus = Bus(vhost_url, source="agent")
+    await bus.start()  # declares the govbus.log stream
+    try:
+        await bus.publish(register("r-1"))
+        await bus.publish(register("r-2"))
+        db = f"sqlite+aiosqlite:///{tmp_path}/h.db"
+        history = History(db, Workers, snapshot_every=2)
+        await history.start(bus, stream=LOG)  # reads the stream from its first offset
+        await eventually(lambda: history.ingested == 2, timeout=10, what="2 kept")
+        middle = datetime.now(UTC)
+        await history.stop()
 
-            await bus.publish(Deregister(service="hist", instance_id="r-1"))
-            again = History(db, Workers, snapshot_every=2)
-            await again.start(bus, stream=LOG)  # from the offset after the last one kept
-            try:
-                await eventually(lambda: again.ingested == 1, timeout=10, what="1 more kept")
-                assert await again.store.last_seq() == 2  # stream offsets 0, 1, 2
-                then = await again.at(middle)
-                now = await again.at(datetime.now(UTC))
-            finally:
-                await again.stop()
+        await bus.publish(Deregister(service="hist", instance_id="r-1"))
+        again = History(db, Workers, snapshot_every=2)
+        await again.start(bus, stream=LOG)  # from the offset after the last one kept
+        try:
+            await eventually(lambda: again.ingested == 1, timeout=10, what="1 more kept")
+            assert await again.store.last_seq() == 2  # stream offsets 0, 1, 2
+            then = await again.at(middle)
+            now = await again.at(datetime.now(UTC))
         finally:
-            await bus.close()
+            await again.stop()
+    finally:
+        await bus.close()
     assert [i["instance_id"] for i in then["instances"]] == ["r-1", "r-2"]
     assert [i["instance_id"] for i in now["instances"]] == ["r-2"]
 

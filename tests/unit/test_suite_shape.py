@@ -20,6 +20,9 @@ TESTS = Path(__file__).resolve().parents[1]
 
 # (module under tests/, function qualname) -> why a sleep there is the behaviour, not a guess.
 ALLOWED_SLEEPS: dict[tuple[str, str], str] = {
+    ("_targets.py", "Targets._big"): (
+        "a deliberately slow HTTP target: a body paced so a client that stopped reading is seen"
+    ),
     ("contract/test_bus.py", "test_events_are_processed_in_order.record"): (
         "a yield point inside the handler: concurrent handlers would break the order there"
     ),
@@ -32,6 +35,13 @@ ALLOWED_SLEEPS: dict[tuple[str, str], str] = {
     ),
     ("faults/_harness.py", "Load.publish"): "a publisher's back-off while the broker is away",
     ("faults/_harness.py", "Load._lane"): "load generation pacing: the gap between ticks",
+    ("faults/test_cluster.py", "publish_until_confirmed"): (
+        "a publisher's back-off while the client fails over to a surviving node"
+    ),
+    (
+        "faults/test_cluster.py",
+        "test_losing_a_node_of_three_loses_nothing_and_the_components_move_on.load",
+    ): "load generation pacing: the gap between one registration and report and the next",
     (
         "integration/test_edge.py",
         "test_no_worker_is_503_with_retry_after_and_slow_worker_is_504.hang",
