@@ -115,3 +115,28 @@ def reg(unique: str, iid: str, **kw: Any) -> Register:
         port=kw.pop("port", 8080),
         **kw,
     )
+
+
+async def dead_letters(h: Harness, count: int) -> dict[str, str]:
+    """This test's dead letters in the worker's DLQ, once there are `count`: the part of each
+    message id after `<unique>-` -> its `x-govbus-error` (the shared broker may dead-letter
+    other tests' messages there too: only ids starting with this test's `unique` count)."""
+    reasons: dict[str, str] = {}
+
+    def take(delivery: Any) -> None:
+        message_id = str(delivery.message.message_id or "")
+        if message_id.startswith(h.unique):
+            reasons[message_id.removeprefix(h.unique + "-")] = str(
+                delivery.message.headers["x-govbus-error"]
+            )
+
+    sub = await h.client.transport.consume(f"{h.config.queue}.dlq", take, prefetch=100)
+    try:
+        await eventually(
+            lambda: len(reasons) == count,
+            timeout=10,
+            what=lambda: f"{count} dead letters: {reasons}",
+        )
+    finally:
+        await sub.close()
+    return reasons

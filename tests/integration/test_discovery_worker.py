@@ -17,7 +17,7 @@ from bus.message import Message, event_message
 from bus.topology import EVENTS
 from discovery_worker import SOURCE
 from schemas import Deregister, Drain, Heartbeat
-from tests._discovery import harness, instances, reg
+from tests._discovery import dead_letters, harness, instances, reg
 from tests._wait import eventually
 
 AMQP_URL = os.environ.get("GOVBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -126,19 +126,7 @@ async def test_bad_messages_are_dead_lettered_and_the_worker_keeps_serving(
         await h.publish(reg(unique, "good"))
         await eventually(lambda: f"{unique}-good" in h.worker.registry.instances)
 
-        # The shared broker may dead-letter other tests' messages here too: keep ours.
-        reasons: dict[str, str] = {}
-
-        def take(delivery: Any) -> None:
-            message_id = str(delivery.message.message_id or "")
-            if message_id.startswith(unique):
-                reasons[message_id.removeprefix(unique + "-")] = str(
-                    delivery.message.headers["x-govbus-error"]
-                )
-
-        sub = await transport.consume(f"{h.config.queue}.dlq", take, prefetch=100)
-        await eventually(lambda: len(reasons) == 4, timeout=10, what=f"4 dead letters: {reasons}")
-        await sub.close()
+        reasons = await dead_letters(h, 4)
         assert reasons["json"].startswith("invalid registry.register: body: Invalid JSON")
         assert reasons["port"].startswith("invalid registry.register: port")
         assert reasons["status"].startswith("invalid registry.heartbeat: status")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas import Heartbeat, Heartbeats
-from tests._discovery import harness, instances, reg
+from tests._discovery import dead_letters, harness, instances, reg
 from tests._wait import eventually
 
 
@@ -61,19 +61,7 @@ async def test_a_bad_entry_dead_letters_the_message_naming_the_entry(broker_url,
         await publish("registry.heartbeats", too_many, event_id=f"{unique}-many")
         await publish("registry.heartbeats", empty, event_id=f"{unique}-empty")
 
-        reasons: dict[str, str] = {}
-
-        def take(delivery: Any) -> None:
-            message_id = str(delivery.message.message_id or "")
-            if message_id.startswith(unique):
-                reasons[message_id.removeprefix(unique + "-")] = str(
-                    delivery.message.headers["x-govbus-error"]
-                )
-
-        transport = h.client.transport
-        sub = await transport.consume(f"{h.config.queue}.dlq", take, prefetch=100)
-        await eventually(lambda: len(reasons) == 3, timeout=10, what=f"3 dead letters: {reasons}")
-        await sub.close()
+        reasons = await dead_letters(h, 3)
         assert reasons["entry"].startswith("invalid registry.heartbeats: beats.2.instance_id")
         assert "beats.2.status" in reasons["entry"]
         assert reasons["many"].startswith(
