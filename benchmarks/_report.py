@@ -10,8 +10,9 @@ from benchmarks._common import SYSTEMS
 # (name, figure, comparison): govbus' figure against the limit, higher or lower is better
 TARGETS: list[tuple[str, str, str, str, float]] = [
     # name, section.metric, against, relation, factor
-    ("events >= 0.9x raw aio-pika", "events.per_s", "aiopika", ">=", 0.9),
-    ("events >= 1.5x FastStream", "events.per_s", "faststream", ">=", 1.5),
+    # issue 15 raised these from 0.9x and 1.5x
+    ("events >= 1.0x raw aio-pika", "events.per_s", "aiopika", ">=", 1.0),
+    ("events >= 2x FastStream", "events.per_s", "faststream", ">=", 2.0),
     ("rpc p50 <= 1.2x raw aio-pika", "rpc.p50_ms", "aiopika", "<=", 1.2),
     ("64-in-flight rpc >= 2x FastStream", "rpc.concurrent_per_s", "faststream", ">=", 2.0),
 ]

@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests._rabbit_node import PrivateRabbit
 from tests.faults._harness import REPORTS
+
+DEFINITIONS = Path(__file__).resolve().parents[2] / "compose" / "rabbitmq" / "definitions.json"
+"""The compose deployment's users, permissions and topic permissions."""
+
+
+@pytest.fixture(scope="module")
+def compose_node() -> Iterator[PrivateRabbit]:
+    """A node of the module's own with `compose/rabbitmq/definitions.json` imported: the
+    compose users, each with its least privileges (they replace those of vhost `/`)."""
+    node = PrivateRabbit()
+    try:
+        node.start()
+        node.import_definitions(DEFINITIONS)
+        yield node
+    finally:
+        node.stop()
 
 
 @pytest.fixture

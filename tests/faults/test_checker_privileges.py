@@ -6,8 +6,7 @@ worker's events."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import aio_pika
 import aiormq
@@ -24,19 +23,7 @@ from tests._wait import eventually
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
-DEFINITIONS = Path(__file__).resolve().parents[2] / "compose" / "rabbitmq" / "definitions.json"
 PASSWORDS = {"admin": "admin-secret", "discovery": "discovery-secret", "checker": "checker-secret"}
-
-
-@pytest.fixture(scope="module")
-def compose_node() -> Iterator[PrivateRabbit]:
-    node = PrivateRabbit()
-    try:
-        node.start()
-        node.import_definitions(DEFINITIONS)
-        yield node
-    finally:
-        node.stop()
 
 
 def url(node: PrivateRabbit, user: str) -> str:

@@ -4,11 +4,8 @@ answers `/v1/history` (a fresh private node imports the definitions)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from bus import Bus
 from bus.settings import load_settings
@@ -19,19 +16,6 @@ from tests._edge_stack import SECRET
 from tests._rabbit_node import PrivateRabbit
 from tests._wait import eventually
 from tests.e2e._up import free_port
-
-DEFINITIONS = Path(__file__).resolve().parents[2] / "compose" / "rabbitmq" / "definitions.json"
-
-
-@pytest.fixture(scope="module")
-def compose_node() -> Iterator[PrivateRabbit]:
-    node = PrivateRabbit()
-    try:
-        node.start()
-        node.import_definitions(DEFINITIONS)
-        yield node
-    finally:
-        node.stop()
 
 
 async def test_the_compose_edge_user_keeps_history_from_the_log_stream(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +42,6 @@ from tests._wait import eventually
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFINITIONS = ROOT / "compose" / "rabbitmq" / "definitions.json"
 ARTIFACT = ROOT / "tests" / "artifacts" / "least_privilege.md"
 PASSWORDS = {"admin": "admin-secret", "discovery": "discovery-secret"}
 PASSWORDS |= {"manager": "manager-secret", "edge": "edge-secret"}
@@ -182,18 +181,6 @@ def bind(queue: str, exchange: str, key: str) -> Op:
         await (await channel.get_queue(queue, ensure=False)).bind(exchange, key)
 
     return op
-
-
-@pytest.fixture(scope="module")
-def compose_node() -> Iterator[PrivateRabbit]:
-    """A node of its own: the definitions replace the permissions of vhost `/`."""
-    node = PrivateRabbit()
-    try:
-        node.start()
-        node.import_definitions(DEFINITIONS)
-        yield node
-    finally:
-        node.stop()
 
 
 @dataclass
