@@ -240,24 +240,29 @@ class OutboxRelay:
         self.batch = batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.relayed = 0
 
     def notify(self) -> None:
         self._wake.set()
 
     async def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
+        """Let the background pass finish (never cancelled: a task cancelled inside an
+        aiosqlite or asyncpg call can leave its pooled connection checked out, to be
+        garbage-collected mid-transaction), then publish what is left."""
         if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True
+            self._wake.set()
+            await self._task
             self._task = None
         await self.flush()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.flush()
             except (BusError, SQLAlchemyError, OSError) as exc:
