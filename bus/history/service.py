@@ -126,6 +126,7 @@ class History:
         self._follower: _Run | None = None
         self._next_seq = 0
         self._pump: asyncio.Task[None] | None = None
+        self._stopping = False
         self._tap: Tap | None = None
         self._scratch = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
 
@@ -231,6 +232,7 @@ class History:
     # -- on the history's loop ----------------------------------------------------------------
 
     async def _open(self) -> None:
+        self._stopping = False
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         await self.store.open()
@@ -250,10 +252,12 @@ class History:
         assert self._wake is not None and self._lock is not None
         async with self._lock:  # first what the store holds past the snapshot (queries wait)
             await self._recovering(self._catch_up)
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             self._signalled = False
+            if self._stopping:
+                return
             async with self._lock:
                 await self._recovering(self._process_pending)
 
@@ -296,9 +300,15 @@ class History:
         await self._process_pending(follow=False)
 
     async def _stop_pump(self) -> None:
+        """Stop the follower between two events, never by cancelling it: a task cancelled
+        inside an aiosqlite call leaves its connection to the garbage collector (a traceback
+        at shutdown). `_stopping` ends its loops at the next event, so a stop waits for one
+        event's replay at most, not for a backlog."""
         if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            self._stopping = True
+            if self._wake is not None:
+                self._wake.set()
+            with contextlib.suppress(Exception):  # a failure is the follower's, logged there
                 await self._pump
             self._pump = None
 
@@ -328,7 +338,7 @@ class History:
         """Feed the follower what the store holds past its snapshot."""
         run = self._follower
         assert run is not None
-        while batch := await self.store.events_after(run.seq, _BATCH):
+        while not self._stopping and (batch := await self.store.events_after(run.seq, _BATCH)):
             await self._follow(batch)
 
     async def _follow(self, batch: list[tuple[int, LogEvent]]) -> None:
@@ -346,6 +356,8 @@ class History:
                 regenerated=participants.sources,
             )
             for event in ordered:
+                if self._stopping:
+                    return  # the follower is dropped: the store has every event
                 await run.replay.feed(event)
             run.seq = part[-1][0]
             run.fed_since_snapshot += len(part)
