@@ -119,6 +119,11 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _redact(url: str) -> str:
+    """The bus URL without passwords (every node of a cluster's list)."""
+    return ",".join(_redact_node(node) for node in url.split(","))
+
+
+def _redact_node(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")
     if not at:
@@ -132,6 +137,14 @@ def _alone(name: str, settings: Settings, *, queue: str | None = None) -> None:
     _check([name], settings)
     component = COMPONENTS[name]
     url = settings.bus_url(embedded=False)
+    if url.startswith("memory://"):
+        # The embedded bus lives inside one process: a component alone on it would wait
+        # forever for peers it can never reach.
+        raise fail(
+            f"govbus {name} alone needs a shared bus: GOVBUS_URL=amqp://... (the embedded "
+            "bus, memory://, lives inside one process: `govbus up` runs every component on it)",
+            2,
+        )
 
     async def main(stop: asyncio.Event) -> None:
         running = running_component(component, url, settings, queue=queue, stop=stop)

@@ -130,7 +130,7 @@ class Authenticator:
         except jwt.ExpiredSignatureError:
             raise AuthError("token expired") from None
         except jwt.InvalidTokenError as exc:
-            raise AuthError(f"invalid token: {exc}") from None
+            raise _invalid(exc) from None
         return granted(claims)
 
 
@@ -151,8 +151,18 @@ def _unverified(token: str) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError as exc:
-        raise AuthError(f"invalid token: {exc}") from None
+        raise _invalid(exc) from None
     return claims
+
+
+def _invalid(exc: jwt.InvalidTokenError) -> AuthError:
+    """A bad token in the user's words: how the decoder failed (a codec error at byte 1,
+    bad padding, "not enough segments") says nothing to someone who pasted the wrong thing."""
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return AuthError("invalid token: the signature does not match (made with another key?)")
+    if isinstance(exc, jwt.DecodeError):
+        return AuthError("invalid token: not a JWT (header.payload.signature, each base64url)")
+    return AuthError(f"invalid token: {exc}")
 
 
 def granted(claims: dict[str, Any]) -> frozenset[str]:

@@ -131,3 +131,23 @@ def test_govbus_checker_with_a_bad_url_is_one_line():
     assert done.stderr.strip().splitlines() == [
         "govbus: error: GOVBUS_URL: must start with amqp://, amqps:// or memory://"
     ]
+
+
+@pytest.mark.parametrize("component", ["checker", "discovery", "manager", "edge"])
+def test_a_component_alone_on_the_embedded_bus_is_refused_in_one_line(component, tmp_path):
+    done = subprocess.run(
+        [GOVBUS, component, "--url", "memory://"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        cwd=tmp_path,
+        # the edge checks its auth settings first: they are not what this test is about
+        env={**os.environ, "GOVBUS_AUTH": "disabled"},
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"govbus: error: govbus {component} alone needs a shared bus: GOVBUS_URL=amqp://... "
+        "(the embedded bus, memory://, lives inside one process: `govbus up` runs every "
+        "component on it)"
+    ]

@@ -129,3 +129,21 @@ def test_one_table_maps_bus_errors_to_statuses():
     assert from_bus_error(CircuitOpen("x", retry_after=2.5)).headers["Retry-After"] == "3"
     assert from_bus_error(cases[1][0]).errors == [{"field": "name", "message": "bad"}]
     assert all(status in (404, 409, 422, 502, 503, 504) for _, status, _ in ERROR_STATUS)
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        ("bad", "invalid token: not a JWT (header.payload.signature, each base64url)"),
+        ("abc.def.ghi", "invalid token: not a JWT (header.payload.signature, each base64url)"),
+        (
+            mint_token(["registry:read"], secret="another-secret-" + "x" * 32),
+            "invalid token: the signature does not match (made with another key?)",
+        ),
+    ],
+)
+async def test_a_bad_token_is_refused_in_words_not_in_decoder_details(token, says):
+    auth = Authenticator.from_settings(load_settings(auth_secret=SECRET))
+    with pytest.raises(AuthError) as caught:
+        await auth.scopes(f"Bearer {token}")
+    assert str(caught.value) == says
