@@ -17,7 +17,7 @@ import typer
 from bus.client import Bus
 from bus.errors import BusError
 from bus.eventlog import LogEvent, LogFormatError, LogWriter, read_log
-from bus.message import Delivery, parse_moment
+from bus.message import Delivery, format_time, parse_moment
 from bus.replay import Outcome
 from bus.settings import load_settings
 from bus.topology import EVENTS, LOG
@@ -162,6 +162,16 @@ def replay(
         raise fail(f"no such log file: {file}", 2)
     size = file.stat().st_size
     try:
+        if moment is not None:
+            with open(file, "rb") as stream:
+                first = next(read_log(stream), None)
+            if first is not None and moment < first.time:
+                # as GET /v1/history answers 404 for a moment before the oldest kept
+                raise fail(
+                    f"--until: {format_time(moment)} is before the log's first event "
+                    f"({format_time(first.time)})",
+                    2,
+                )
         with open(file, "rb") as stream:
             outcome = _replay_with_progress(stream, size, verify=verify, seed=seed, until=moment)
     except LogFormatError as exc:

@@ -67,10 +67,20 @@ def test_a_moment_after_the_last_event_lets_the_timers_run_on():
     assert statuses(state) == {"web-1": "critical", "web-3": "critical"}
 
 
-def test_a_moment_before_the_first_event_is_an_empty_registry():
-    state = state_at("expiry.jsonl", "2026-01-01T11:00:00Z")
-    assert state["at"] == "2026-01-01T11:00:00.000000Z"
-    assert state["instances"] == [] and state["resources"] == []
+def test_a_moment_before_the_first_event_is_refused_naming_it():
+    # as GET /v1/history answers 404 naming the oldest moment: what the registry held before
+    # a log begins is not in the log (it may start mid-history), so no state is made up
+    code, out, err = replay(str(LOGS / "expiry.jsonl"), "--until", "2026-01-01T11:00:00Z")
+    assert (code, out) == (2, b"")
+    assert err.strip().splitlines() == [
+        "govbus: error: --until: 2026-01-01T11:00:00.000000Z is before the log's first event "
+        "(2026-01-01T12:00:00.000000Z)"
+    ]
+
+
+def test_the_moment_of_the_first_event_is_its_state():
+    state = state_at("expiry.jsonl", "2026-01-01T12:00:00Z")
+    assert state["at"] == "2026-01-01T12:00:00.000000Z"
 
 
 def test_an_offset_is_honoured():
