@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from bus.client import Bus
-from bus.errors import BusError
+from bus.errors import BusError, Conflict
 from bus.eventlog import LogEvent
 from bus.message import EventMeta, format_time, parse_time
 from bus.replay import Outcome, Replay, Stage, Verifier
@@ -147,21 +147,44 @@ class Workers:
                 spec = {k: v for k, v in resource.items() if k not in _STORED_FIELDS}
                 made = await self.client.call("manager.create", {"spec": spec}, timeout=30)
                 self.ids[str(made["id"])] = str(resource.get("id"))
-            elif event.type == "resource.updated":
-                changed = data.get("changed") or []
-                changes = {k: resource.get(k) for k in changed}
-                await self.client.call(
-                    "manager.update",
-                    {"name": name, "expected_version": version - 1, "changes": changes},
-                    timeout=30,
-                )
             else:
-                await self.client.call(
-                    "manager.delete", {"name": name, "expected_version": version - 1}, timeout=30
+                await self._change(event.type, name, version - 1, data)
+        except Conflict:
+            # Live, the command came before a reaction that had happened earlier in time (a
+            # request answered while the event that caused the reaction was still on its way
+            # to the manager); replay, going by time, ran the reaction first. The recorded
+            # command happened: make it again on the version the resource has now.
+            try:
+                current = await self.client.call("manager.resource", {"name": name}, timeout=30)
+                await self._change(event.type, name, int(current["version"]), data)
+            except BusError as exc:
+                self.command_errors.append(f"{event.type} {name!r} at version {version}: {exc}")
+                log.warning("replay: re-running %s for %r failed: %s", event.type, name, exc)
+            else:
+                log.info(
+                    "replay: %s for %r made again after a reaction that came later live",
+                    event.type,
+                    name,
                 )
         except BusError as exc:
             self.command_errors.append(f"{event.type} {name!r} at version {version}: {exc}")
             log.warning("replay: re-running %s for %r failed: %s", event.type, name, exc)
+
+    async def _change(self, kind: str, name: Any, expected: int, data: dict[str, Any]) -> None:
+        """`manager.update` or `manager.delete` of `name`, if it is at version `expected`."""
+        assert self.client is not None
+        if kind == "resource.updated":
+            resource = data["resource"]
+            changes = {k: resource.get(k) for k in data.get("changed") or []}
+            await self.client.call(
+                "manager.update",
+                {"name": name, "expected_version": expected, "changes": changes},
+                timeout=30,
+            )
+        else:
+            await self.client.call(
+                "manager.delete", {"name": name, "expected_version": expected}, timeout=30
+            )
 
     async def checkpoint(self) -> dict[str, Any]:
         """For a history's snapshot: the discovery worker writes what it holds in memory

@@ -128,3 +128,18 @@ def test_a_bad_time_is_a_one_line_error_and_exit_2():
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("govbus: error: --until: "), err
         assert says in lines[0], err
+
+
+def test_a_command_that_came_before_a_reaction_live_is_made_again_after_it():
+    # tests/logs/command_race.jsonl: the VM's delete reached the manager before its host's
+    # deregistration did; replay, going by time, makes the VM unreachable first. The recorded
+    # delete still happens (the state after the log, and every history answer after it, has no
+    # VM left, as the live system had none).
+    code, out, err = replay(str(LOGS / "command_race.jsonl"))
+    assert code == 0, err
+    assert orjson.loads(out)["resources"] == []
+    assert "failed" not in err
+    assert (
+        state_at("command_race.jsonl", "2026-01-01T12:00:05.010000Z")["resources"][0]["status"]
+        == "unreachable"
+    )  # between the two, as replay ordered them

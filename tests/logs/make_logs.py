@@ -203,9 +203,30 @@ def checks() -> Session:
     return s
 
 
+def command_race() -> Session:
+    """The README tour's ending, timed as it raced live: host-1 is deregistered at 5.00 s and
+    its VM deleted at 5.02 s. The delete's request reached the manager before the host's
+    deregistration (an event through the discovery worker) did, so the VM was deleted at
+    version 2, while still `active`. Replay, going by time, has the manager react to the
+    deregistration first (the VM goes `unreachable`, version 3)."""
+    s = Session("command_race")
+    s.register(0.0, "host", "host-1", 22, ttl_s=60, deregister_after_s=600)
+    vm = {
+        "kind": "vm", "name": "web-1", "labels": {}, "vcpus": 2, "memory_mb": 2048,
+        "image": "debian-12", "id": str(uuid.uuid5(NS, "command_race/vm")), "status": "pending",
+        "host": "host-1", "version": 1, "created_at": "2026-01-01T12:00:01.000000Z",
+        "updated_at": "2026-01-01T12:00:01.000000Z",
+    }  # fmt: skip
+    s.resource(1.0, "resource.created", vm)
+    s.add(5.0, "registry.deregister", {"service": "host", "instance_id": "host-1"}, "host")
+    deleted = {**vm, "status": "active", "version": 3, "updated_at": "2026-01-01T12:00:05.020000Z"}
+    s.resource(5.02, "resource.deleted", deleted)
+    return s
+
+
 def main() -> None:
     makers = (registrations, expiry, drain, resources, protection)
-    for make in (*makers, scale_down, protection_limit, checks):
+    for make in (*makers, scale_down, protection_limit, checks, command_race):
         make().write()
 
 
