@@ -18,6 +18,8 @@ Durability per event type:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bus.message import EventMeta
 from schemas import (
     CheckResult,
@@ -37,30 +39,27 @@ from .context import Context
 
 
 async def register(event: Register, meta: EventMeta, *, ctx: Context) -> None:
-    if not ctx.journal.seen(meta.id):
-        ctx.registry.register(event, meta.id, to_us(meta.time))
-        ctx.journal.mark(meta.id)
-    await ctx.journal.flush()
+    await _durably(meta, ctx, lambda: ctx.registry.register(event, meta.id, to_us(meta.time)))
 
 
 async def deregister(event: Deregister, meta: EventMeta, *, ctx: Context) -> None:
-    if not ctx.journal.seen(meta.id):
-        ctx.registry.deregister(event, meta.id, to_us(meta.time))
-        ctx.journal.mark(meta.id)
-    await ctx.journal.flush()
+    await _durably(meta, ctx, lambda: ctx.registry.deregister(event, meta.id, to_us(meta.time)))
 
 
 async def drain(event: Drain, meta: EventMeta, *, ctx: Context) -> None:
-    if not ctx.journal.seen(meta.id):
-        ctx.registry.drain(event, meta.id, to_us(meta.time))
-        ctx.journal.mark(meta.id)
-    await ctx.journal.flush()
+    await _durably(meta, ctx, lambda: ctx.registry.drain(event, meta.id, to_us(meta.time)))
 
 
 async def check(event: CheckResult, meta: EventMeta, *, ctx: Context) -> None:
     # Checkers publish only changes: each is rare and worth a durable acknowledgement.
+    await _durably(meta, ctx, lambda: ctx.registry.check(event, meta.id, to_us(meta.time)))
+
+
+async def _durably(meta: EventMeta, ctx: Context, apply: Callable[[], object]) -> None:
+    """Apply an event once (its inbox mark, by id), then wait for the flush that commits the
+    effect, the mark and the events it caused: only then is it acknowledged."""
     if not ctx.journal.seen(meta.id):
-        ctx.registry.check(event, meta.id, to_us(meta.time))
+        apply()
         ctx.journal.mark(meta.id)
     await ctx.journal.flush()
 

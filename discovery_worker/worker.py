@@ -154,12 +154,11 @@ class DiscoveryWorker:
         self.registry.advance(to_us(self.clock.now()))
         self._after_change()
 
-    async def _sweep(self) -> None:
+    async def _sweep(self, now: int) -> None:
         """`tick`, in slices: a mass expiry (thousands of instances missing at once) would
         otherwise hold the event loop for as long as it takes (0.3 s for 10,000 of a million),
         and with it every query, ack and heartbeat of the connection. Between slices the
         loop runs; the flusher may write and publish what the slices derived so far."""
-        now = to_us(self.clock.now())
         while True:
             self.registry.advance(now, limit=SWEEP_SLICE)
             if not self.registry.due_by(now):
@@ -212,7 +211,7 @@ class DiscoveryWorker:
         if task is not None:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        await self._sweep()
+        await self._sweep(to_us(self.clock.now()))
         await self._publish_quietly()
 
     async def _publish_quietly(self) -> None:
@@ -229,7 +228,9 @@ class DiscoveryWorker:
     def _guard(self, handler: Handler) -> Handler:
         async def handle(event: Any, meta: EventMeta) -> None:
             # Whatever fell due before this event happened comes first, as it did in time.
-            await self._sweep()
+            now = to_us(self.clock.now())
+            if self.registry.due_by(now):  # the hot path (a heartbeat) mostly finds nothing
+                await self._sweep(now)
             try:
                 await handler(event, meta)
             finally:
