@@ -5,6 +5,10 @@
 # and the programs it drives are installed:
 #   Chromium   /usr/bin/chromium (Debian's package), driven by Playwright in the dashboard
 #              tests (tests/e2e/test_dashboard.py); never a browser Playwright downloads
+#   HAProxy    routes by govbus's DNS in tests/e2e/test_dns_haproxy.py (started by the test on
+#              its own ports, stopped by PID)
+#   dig        (dnsutils) asks govbus's DNS interface, as a user would
+#   wrk        the HTTP load generator of the edge benchmark (python -m benchmarks)
 # For each: answering -> nothing to do; installed -> start it; absent and root -> apt-get install
 # it and start it; otherwise fail with one line saying how to get it (Docker compose).
 # Idempotent; well under a second when everything is already up.
@@ -151,6 +155,24 @@ ensure_chromium() {
     log "Chromium is installed ($CHROMIUM)"
 }
 
+# --- programs the tests and benchmarks drive ------------------------------------------------------
+
+ensure_program() { # binary package
+    command -v "$1" >/dev/null 2>&1 && return 0
+    [ -x "/usr/sbin/$1" ] && return 0
+    if ! is_root; then
+        printf 'ensure-services: %s is missing; install it with `sudo apt-get install %s`\n' "$1" "$2" >&2
+        exit 1
+    fi
+    apt_install "$2"
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] ||
+        { printf 'ensure-services: apt-get installed %s but %s is missing\n' "$2" "$1" >&2; exit 1; }
+    log "$1 is installed ($2)"
+}
+
 ensure_rabbitmq
 ensure_postgres
 ensure_chromium
+ensure_program haproxy haproxy
+ensure_program dig dnsutils
+ensure_program wrk wrk
