@@ -37,25 +37,29 @@ async def services(request: ServicesRequest, *, ctx: Context) -> ServicesView:
         summaries.append(
             ServiceSummary(service=name, instances=len(group), tags=sorted(tags), **counts)
         )
-    return ServicesView(index=registry.index, protection=registry.protection, services=summaries)
+    return ServicesView(
+        index=registry.indexes.listed, protection=registry.protection, services=summaries
+    )
 
 
 async def service(request: ServiceRequest, *, ctx: Context) -> ServiceView:
-    """`discovery.service`: the instances of one service, filtered; `not_found` if unknown."""
+    """`discovery.service`: the instances of one service, filtered; `not_found` if unknown.
+
+    Its `index` is the service's own (`indexes`): what a blocking read of it waits on; a
+    `not_found` carries it too (in `details`), so a reader can wait for the service to come."""
     registry = ctx.registry
+    index = registry.indexes.of(request.name)
     group = registry.by_service.get(request.name)
     if group is None:
-        raise NotFound(f"no service {request.name!r} is registered", {"service": request.name})
-    wanted = request.meta.items()
+        details = {"service": request.name, "index": index}
+        raise NotFound(f"no service {request.name!r} is registered", details)
     chosen = [
         instance_view(entry)
         for _, entry in sorted(group.items())
-        if (not request.passing_only or entry.status == "passing")
-        and (request.tag is None or request.tag in entry.tags)
-        and all((entry.meta or {}).get(k) == v for k, v in wanted)
+        if request.admits(entry.status, entry.tags, entry.meta)
     ]
     return ServiceView(
-        index=registry.index,
+        index=index,
         protection=registry.protection,
         service=request.name,
         instances=chosen,

@@ -56,6 +56,7 @@ from schemas import (
 
 from ._entry import Entry, entry_from_register, instance_view
 from ._time import NEVER, from_us, seconds_us, to_us
+from .indexes import ServiceIndexes
 
 _PROTECTION = ""
 """The timer heap's key for the protection timer (no instance id is empty)."""
@@ -94,6 +95,7 @@ class Registry:
         self.instances: dict[str, Entry] = {}
         self.by_service: dict[str, dict[str, Entry]] = {}
         self.index = 0
+        self.indexes = ServiceIndexes()
         self.protection = False
         self.protection_exited_us = 0
         self.protection_since_us = 0
@@ -139,7 +141,7 @@ class Registry:
             entry.reported, entry.draining, entry.load, entry.note = "passing", False, None, ""
             self._unmiss(entry)
             entry.status = entry.health()
-            self._touch(entry)
+            self._touch(entry, listed=changed or previous != entry.status)
             if changed:
                 self._emit(InstanceRegistered(instance=instance_view(entry)), at, event_id, entry)
             if previous != entry.status:
@@ -171,7 +173,7 @@ class Registry:
         entry.reported, entry.load, entry.note = event.status, event.load, event.note
         self._unmiss(entry)
         entry.status = entry.health()
-        self._touch(entry)
+        self._touch(entry, listed=entry.status != previous)
         if entry.status != previous:
             self._status(entry, previous, "recovered" if was_missed else "reported", at, event_id)
         if was_missed:
@@ -228,7 +230,7 @@ class Registry:
         self.dirty_checks.add(entry.instance_id)
         previous = entry.status
         entry.status = entry.health()
-        self._touch(entry)
+        self._touch(entry, listed=entry.status != previous)
         if entry.status != previous:
             reason = _CHECK_REASONS[event.status]
             self._status(
@@ -313,6 +315,7 @@ class Registry:
                 self.missed.add(entry.instance_id)
             self._schedule(entry)
         self.index = index
+        self.indexes.restored(index)
         self.protection = protection
         self.protection_exited_us = protection_exited_us
         self.protection_since_us = protection_since_us
@@ -352,10 +355,13 @@ class Registry:
             self.dirty_checks.add(entry.instance_id)
         entry.scheduled = NEVER
         self.index += 1
+        self.indexes.changed(entry.service, self.index)
 
-    def _touch(self, entry: Entry) -> None:
+    def _touch(self, entry: Entry, *, listed: bool = True) -> None:
         self.index += 1
         self.dirty.add(entry.instance_id)
+        if listed:  # not for heartbeat times alone (see `indexes`)
+            self.indexes.changed(entry.service, self.index)
 
     def _schedule(self, entry: Entry) -> None:
         due = entry.due(self.protection, self.protection_exited_us)
@@ -399,7 +405,7 @@ class Registry:
         entry.missed_at = due
         entry.status = entry.health()
         self.missed.add(entry.instance_id)
-        self._touch(entry)
+        self._touch(entry, listed=entry.status != previous)
         cause = f"missed:{entry.instance_id}:{due}"
         if previous != "critical":
             self._status(entry, previous, "heartbeat_missed", due, cause)
@@ -412,6 +418,7 @@ class Registry:
                 self.protection_since_us = due
                 self.protection_ttl_us = entry.ttl_us
                 self.index += 1
+                self.indexes.protection_changed(self.index)
                 self._emit(self._protection_event(ProtectionEntered), due, cause)
                 self._arm_protection(due + self.evidence_ttls * entry.ttl_us)
 
@@ -444,6 +451,7 @@ class Registry:
         self.protection_exited_us = at
         self._protection_due = NEVER
         self.index += 1
+        self.indexes.protection_changed(self.index)
         event = ProtectionExited(
             critical=len(self.missed),
             total=len(self.instances),

@@ -15,6 +15,7 @@ from quart import Response, current_app, g
 from bus.client import Bus
 from bus.errors import BusError, RpcError
 from http_edge.auth import Authenticator
+from http_edge.cache import RegistryCache
 from http_edge.metrics import EdgeMetrics
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ class Edge:
     auth: Authenticator
     limits: Limits
     metrics: EdgeMetrics
+    cache: RegistryCache
+    """Registry answers kept fresh by events; the blocking reads wait on it."""
     owns_bus: bool = False
     history: HistorySource | None = None
     """What answers `/v1/history` (none: the edge keeps no history, 404)."""

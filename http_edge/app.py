@@ -17,6 +17,7 @@ from http_edge import consul, dashboard, ops, registry, resources, stream
 from http_edge import history as history_routes
 from http_edge._context import Edge, Limits
 from http_edge.auth import Authenticator
+from http_edge.cache import RegistryCache
 from http_edge.history import HistorySource
 from http_edge.metrics import EdgeMetrics
 from http_edge.problems import Problem, from_bus_error
@@ -66,11 +67,19 @@ def create_app(
     app = Quart("govbus.edge")
     app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes
     app.config["JSON_SORT_KEYS"] = False
+    metrics = EdgeMetrics([bus, *observe])
     state = Edge(
         bus=bus,
         auth=auth,
         limits=limits,
-        metrics=EdgeMetrics([bus, *observe]),
+        metrics=metrics,
+        cache=RegistryCache(
+            bus,
+            rpc_timeout_s=limits.rpc_timeout_s,
+            observe=lambda method, outcome, s: metrics.rpc_latency.labels(method, outcome).observe(
+                s
+            ),
+        ),
         owns_bus=owns_bus,
         history=history,
     )
@@ -103,9 +112,11 @@ def create_app(
         if state.owns_bus:
             await state.bus.start()
         await state.bus.rpc.start()
+        await state.cache.start()
 
     @app.after_serving
     async def close_bus() -> None:
+        await state.cache.close()
         if state.owns_bus:
             await state.bus.close()
 

@@ -129,7 +129,50 @@ class InstanceAction(_Strict):
     service: ServiceName | None = None
 
 
-class ServiceQuery(_Strict):
+_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?(?:ns|us|µs|ms|s|m|h))+|[0-9]+(?:\.[0-9]*)?")
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
+
+
+def parse_wait(value: object) -> float:
+    """A blocking read's `wait` in Go's duration syntax, as Consul takes it (`30s`, `5m`,
+    `60000ms`, `1m30s`; a bare number is seconds), in seconds. Longer than 10 minutes is
+    cut to 10 minutes (Consul does the same)."""
+    text = str(value).strip()
+    if len(text) > 32 or not _DURATION.fullmatch(text):
+        raise PydanticCustomError("wait", "must be a duration such as 30s, 5m or 60000ms")
+    parts = _PART.findall(text)
+    seconds = sum(float(n) * _UNIT_S[u] for n, u in parts) if parts else float(text)
+    return min(seconds, 600.0)
+
+
+Wait = Annotated[
+    float,
+    BeforeValidator(parse_wait),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^(?:[0-9]+(?:\\.[0-9]*)?(?:ns|us|µs|ms|s|m|h))+$|^[0-9]+(?:\\.[0-9]*)?$",
+            "maxLength": 32,
+            "description": "how long to block (Go duration: 30s, 5m, 60000ms); at most 10m",
+            "examples": ["30s"],
+        }
+    ),
+]
+Index = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+class Blocking(_Strict):
+    """A registry read that may block: with `index`, it answers once its index passes it, or
+    after `wait` (default 5 minutes, at most 10, jittered) unchanged. `consistent=1` asks the
+    discovery worker rather than the edge's cache."""
+
+    index: Index | None = None
+    wait: Wait = 300.0
+    consistent: bool = False
+
+
+class ServiceQuery(Blocking):
     passing: bool = False
     tag: Tag | None = None
     meta: Pairs = []

@@ -1,14 +1,20 @@
-"""Registry routes: queries answered by the discovery worker, changes published as events."""
+"""Registry routes: queries answered by the discovery worker, changes published as events.
+
+The two reads (`/v1/services`, `/v1/services/<name>`) come through the edge's cache
+(`http_edge.cache`) and block with `?index=N&wait=…`; `?consistent=1` asks the worker.
+"""
 
 from __future__ import annotations
 
-from quart import Response
+from quart import Response, g
 
 from bus.errors import NotFound, Unavailable
-from http_edge._context import call, json_response, publish
+from http_edge._context import call, edge, json_response, publish
 from http_edge.api import Answer, Api
+from http_edge.cache import index_of
 from http_edge.models import (
     Accepted,
+    Blocking,
     HeartbeatBody,
     InstanceAction,
     PickQuery,
@@ -16,6 +22,7 @@ from http_edge.models import (
     ServiceQuery,
     pairs_to_dict,
 )
+from http_edge.problems import from_bus_error
 from schemas import InstanceId, ServiceName
 from schemas.registry import Deregister, Drain, Heartbeat, Instance, Register
 from schemas.rpc import (
@@ -23,7 +30,6 @@ from schemas.rpc import (
     InstanceView,
     PickRequest,
     ServiceRequest,
-    ServicesRequest,
     ServicesView,
     ServiceView,
 )
@@ -34,7 +40,7 @@ READ = "registry:read"
 WRITE = "registry:write"
 
 FRESHNESS = {
-    "X-Govbus-Index": "the registry index this answer reflects",
+    "X-Govbus-Index": "the index this answer reflects (a service's own for one service)",
     "X-Govbus-Protection": "1 while expiry protection is on, else 0",
 }
 ACCEPTED = Answer(Accepted, 202, "the event was confirmed by the broker")
@@ -51,11 +57,18 @@ def _freshness(view: ServicesView | ServiceView | InstanceView) -> dict[str, str
     "/v1/services",
     "Every service, summarised",
     scope=READ,
+    query=Blocking,
     ok=Answer(ServicesView, headers=FRESHNESS),
     bus=True,
 )
-async def services() -> Response:
-    view = await call("discovery.services", ServicesRequest(), ServicesView)
+async def services(query: Blocking) -> Response:
+    cache = edge().cache
+    if query.index is None:
+        view = await cache.services(consistent=query.consistent, traceparent=g.traceparent)
+    else:
+        view = await cache.wait_services(
+            query.index, query.wait, consistent=query.consistent, traceparent=g.traceparent
+        )
     return json_response(view, headers=_freshness(view))
 
 
@@ -70,10 +83,29 @@ async def services() -> Response:
     bus=True,
 )
 async def service(name: str, query: ServiceQuery) -> Response:
-    params = ServiceRequest(
+    wanted = ServiceRequest(
         name=name, passing_only=query.passing, tag=query.tag, meta=pairs_to_dict(query.meta)
     )
-    view = await call("discovery.service", params, ServiceView)
+    cache = edge().cache
+    try:
+        if query.index is None:
+            view = await cache.service(name, consistent=query.consistent, traceparent=g.traceparent)
+        else:
+            view = await cache.wait_service(
+                name,
+                query.index,
+                query.wait,
+                consistent=query.consistent,
+                traceparent=g.traceparent,
+            )
+    except NotFound as exc:
+        # Its index too: a reader may block until the service comes (`?index=` of this one).
+        problem = from_bus_error(exc)
+        problem.headers["X-Govbus-Index"] = str(index_of(exc))
+        raise problem from None
+    chosen = [i for i in view.instances if wanted.admits(i.status, i.tags, i.meta)]
+    if len(chosen) != len(view.instances):
+        view = view.model_copy(update={"instances": chosen})
     return json_response(view, headers=_freshness(view))
 
 

@@ -8,6 +8,7 @@ resource itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
@@ -95,8 +96,20 @@ class ServiceRequest(Request):
     tag: Tag | None = None
     meta: Meta = {}
 
+    def admits(self, status: str, tags: Sequence[str], meta: Mapping[str, str] | None) -> bool:
+        """Whether an instance with these passes the filters (the worker's and the edge's
+        cache's one rule)."""
+        return (
+            (not self.passing_only or status == "passing")
+            and (self.tag is None or self.tag in tags)
+            and all((meta or {}).get(k) == v for k, v in self.meta.items())
+        )
+
 
 class ServiceView(_RegistryAnswer):
+    """`index` is the service's own: the registry index of its last change that an answer
+    shows (an instance added, removed, changed or changing status), not of heartbeat times."""
+
     service: ServiceName
     instances: list[Instance]
 
