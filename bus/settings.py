@@ -5,6 +5,7 @@ A bad value is one line naming the variable (`ConfigError`), never a traceback.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
@@ -15,7 +16,11 @@ from bus.errors import ConfigError
 from bus.validation import field_errors
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_DNS = "127.0.0.1:8600"  # Consul's DNS port: `govbus up`'s DNS interface
 OWN_ISSUER = "govbus"  # the `iss` of the tokens govbus mints itself
+
+
+_DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
 class Settings(BaseSettings):
@@ -40,6 +45,16 @@ class Settings(BaseSettings):
     tls_key: str | None = Field(default=None, description="PEM private key of GOVBUS_TLS_CERT")
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="origins allowed to call the edge from a browser"
+    )
+    dns: str | None = Field(
+        default=None,
+        description="DNS interface address host:port (UDP and TCP); `govbus up`: 127.0.0.1:8600",
+    )
+    dns_domain: str = Field(
+        default="consul", description="the DNS domain of the Consul-compatible interface"
+    )
+    datacenter: str = Field(
+        default="dc1", description="datacenter name of the Consul-compatible interfaces"
     )
 
     @field_validator("url")
@@ -73,6 +88,26 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8080")
         return value
+
+    @field_validator("dns", mode="before")
+    @classmethod
+    def _check_dns(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            return None
+        if str(value).strip() == "off":
+            return "off"  # no DNS interface, also for `govbus up`
+        host, sep, port = str(value).rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT (e.g. 127.0.0.1:8600) or off")
+        return value
+
+    @field_validator("dns_domain", "datacenter")
+    @classmethod
+    def _check_label(cls, value: str) -> str:
+        labels = value.strip(".").split(".")
+        if not all(_DNS_LABEL.fullmatch(label) for label in labels):
+            raise ValueError("must be DNS labels (letters, digits, '-'), e.g. consul or dc1")
+        return value.strip(".").lower()
 
     @field_validator(
         "auth_jwks_url", "auth_issuer", "auth_audience", "tls_cert", "tls_key", mode="before"
@@ -138,6 +173,13 @@ class Settings(BaseSettings):
                 "GOVBUS_AUTH_JWKS_URL: not set, but GOVBUS_AUTH_ISSUER/GOVBUS_AUTH_AUDIENCE are"
             )
         return self
+
+    def dns_address(self, *, embedded: bool) -> str | None:
+        """`GOVBUS_DNS`, else 127.0.0.1:8600 for `govbus up` and none for `govbus edge`;
+        `off`: none."""
+        if self.dns == "off":
+            return None
+        return self.dns or (DEFAULT_DNS if embedded else None)
 
     def bus_url(self, *, embedded: bool) -> str:
         """`GOVBUS_URL`, else `memory://` for `govbus up` and local RabbitMQ for one component."""
