@@ -204,7 +204,7 @@ class Registry:
         entry.draining = True
         previous = entry.status
         entry.status = entry.health()
-        self._touch(entry)
+        self._touch(entry, listed=entry.status != previous)
         if previous != entry.status:
             self._status(entry, previous, "drain_requested", at, event_id)
         return self.pending[mark:]

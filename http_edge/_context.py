@@ -36,6 +36,8 @@ class Limits:
     max_body_bytes: int = 1024 * 1024
     keepalive_s: float = 15.0
     max_streams: int = 256
+    cache_max_age_s: float = 1.0
+    """How old a cached registry answer may get without an event (heartbeat times)."""
 
 
 @dataclass(slots=True)

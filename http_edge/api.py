@@ -34,6 +34,7 @@ from quart import Blueprint, Response, g, request
 
 from http_edge._context import JSON, Edge, edge
 from http_edge.auth import SESSION_COOKIE, AuthError, AuthUnavailable
+from http_edge.models import Blocking
 from http_edge.problems import Problem, from_validation_error
 
 View = Callable[..., Awaitable[Response]]
@@ -178,16 +179,20 @@ def _wrap(declared: Route, view: View) -> View:
         if declared.scope is not None:
             await _authorize(state, declared.scope)
         g.traceparent = _traceparent(request.headers.get("traceparent"))
-        g.deadline = time.monotonic() + state.limits.request_timeout_s
+        budget = state.limits.request_timeout_s
+        g.deadline = time.monotonic() + budget
+        inputs = await _inputs(declared, path)
         if declared.stream:
-            return await view(**await _inputs(declared, path))
+            return await view(**inputs)
+        query = inputs.get("query")
+        if isinstance(query, Blocking) and query.index is not None:
+            # A blocking read may take its whole wait (and its jitter) before it answers.
+            budget += query.wait * 17 / 16
         try:
-            async with asyncio.timeout(state.limits.request_timeout_s):
-                return await view(**await _inputs(declared, path))
+            async with asyncio.timeout(budget):
+                return await view(**inputs)
         except TimeoutError:
-            raise Problem(
-                504, f"no answer within {state.limits.request_timeout_s:g} s", slug="timeout"
-            ) from None
+            raise Problem(504, f"no answer within {budget:g} s", slug="timeout") from None
 
     return handle
 

@@ -75,6 +75,7 @@ def create_app(
         metrics=metrics,
         cache=RegistryCache(
             bus,
+            max_age_s=limits.cache_max_age_s,
             rpc_timeout_s=limits.rpc_timeout_s,
             observe=lambda method, outcome, s: metrics.rpc_latency.labels(method, outcome).observe(
                 s

@@ -114,7 +114,8 @@ class RegistryCache:
         self._tap: Tap | None = None
         self.fetches = 0
         """RPCs made to fill the cache (for metrics and tests)."""
-        self.drops = 0
+        self.events = 0
+        """Registry events received."""
 
     # -- life -------------------------------------------------------------------------------
 
@@ -146,6 +147,7 @@ class RegistryCache:
     # -- events -----------------------------------------------------------------------------
 
     def _on_event(self, delivery: Delivery) -> None:
+        self.events += 1
         if delivery.routing_key.startswith("registry.protection."):
             self.clear()
             return
@@ -167,7 +169,6 @@ class RegistryCache:
     def _drop(self, key: str) -> None:
         slot = self._slots.get(key)
         if slot is not None:
-            self.drops += 1
             slot.drop()
 
     # -- reads ------------------------------------------------------------------------------
