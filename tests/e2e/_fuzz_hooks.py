@@ -9,6 +9,8 @@ holds, which no schema can say, and the fuzz keeps its requests clear of those, 
 - an instance's checks must have different ids (JSON Schema cannot say that of array items):
   a registration's repeated ids are made unique (a repeat is refused by the schema:
   tests/unit/test_checks_registry.py).
+- a blocking read (`index` given) would hold its answer for up to its `wait` (10 minutes): it
+  waits `0s` here (tests/integration/test_edge_blocking.py covers blocking).
 Each change keeps the request within the document: schemathesis checks that again before it
 sends one.
 
@@ -32,6 +34,8 @@ MAX_NAME = 63
 
 @schemathesis.hook
 def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwargs: Any) -> None:
+    if case.query and "index" in case.query:
+        case.query["wait"] = "0s"
     body = case.body
     if not isinstance(body, dict):
         return
