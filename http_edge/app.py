@@ -85,6 +85,7 @@ def create_app(
         history=history,
     )
     app.extensions["govbus"] = state
+    metrics.watch(state.cache)
     for api in (
         ops.api,
         registry.api,

@@ -134,6 +134,11 @@ class RegistryCache:
         self.clear()
 
     @property
+    def watchers(self) -> int:
+        """Blocking reads waiting now."""
+        return sum(slot.waiting for slot in self._slots.values())
+
+    @property
     def live(self) -> bool:
         """Fed by events: only then may an answer be served from here."""
         return self._tap is not None and self._tap.ready

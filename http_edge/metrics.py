@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from bus.client import Bus
+    from http_edge.cache import RegistryCache
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,26 @@ class BusCollector(Collector):
                 yield gauge
 
 
+class CacheCollector(Collector):
+    """The registry cache's counters, read at scrape time."""
+
+    def __init__(self, cache: RegistryCache) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        cache = self.cache
+        for name, value, text in (
+            ("govbus_edge_cache_events", cache.events, "Registry events the edge's cache received"),
+            ("govbus_edge_cache_fetches", cache.fetches, "RPCs the edge made for registry reads"),
+        ):
+            counter = CounterMetricFamily(name, text)
+            counter.add_metric([], value)
+            yield counter
+        watchers = GaugeMetricFamily("govbus_edge_blocking_reads", "Blocking reads waiting now")
+        watchers.add_metric([], cache.watchers)
+        yield watchers
+
+
 class EdgeMetrics:
     """The edge's metrics: HTTP requests by route and status, RPC latency, bus counters."""
 
@@ -86,3 +107,6 @@ class EdgeMetrics:
         )
         self.bus_collector = BusCollector(buses)
         self.registry.register(self.bus_collector)
+
+    def watch(self, cache: RegistryCache) -> None:
+        self.registry.register(CacheCollector(cache))

@@ -115,6 +115,8 @@ async def test_many_watchers_cost_one_fetch_per_change(stack):
     await eventually(
         lambda: watchers_on(stack, "web") == count, timeout=30, what="every read to block"
     )
+    metrics = await (await stack.client.get("/metrics")).get_data(as_text=True)
+    assert f"govbus_edge_blocking_reads {float(count)}" in metrics
     fetches = cache.fetches
     await stack.bus.publish(Deregister(service="web", instance_id="web-1"))
     answers = await asyncio.wait_for(asyncio.gather(*blocked), 30)
