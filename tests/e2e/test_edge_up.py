@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -42,6 +43,13 @@ def test_readme_tour_runs_verbatim_against_govbus_up(tmp_path):
         out = run.stdout
         assert "/problems/" not in out, out
         assert '"instance_id":"host-1"' in out and '"host":"host-1"' in out
+        # the blocking read answered with host-2, which registered while it waited
+        decoder, listings = json.JSONDecoder(), []
+        for at in (
+            m.start() for m in re.finditer(r'\{"index":\d+,"protection":\w+,"service":"host"', out)
+        ):
+            listings.append([i["instance_id"] for i in decoder.raw_decode(out, at)[0]["instances"]])
+        assert listings == [["host-1"], ["host-1", "host-2"]] * 2, out  # the tour runs twice
         for event in ("resource.updated", "registry.instance.deregistered", "resource.deleted"):
             assert f"event: {event}" in out, out
         ids = [line for line in out.splitlines() if line.startswith("id: ")]
