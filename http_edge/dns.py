@@ -1,0 +1,272 @@
+"""The edge's DNS interface (`GOVBUS_DNS`), as Consul's: the registry read by name over UDP and
+TCP on one address, answered from the edge's `RegistryCache` (no RPC per query under load).
+
+`<service>.service.consul` A/SRV, `_<service>._tcp.service.consul` SRV with the targets'
+addresses in the additional section, `<tag>.<service>.service.consul`; passing and warning
+instances only, shuffled, TTL 0; anything else NXDOMAIN with the zone's SOA. The names are in
+`http_edge._dns_answer`. A malformed query is answered FORMERR (or dropped when not even its
+header can be read); nothing is logged per query. A UDP answer larger than the client accepts
+(512 bytes without EDNS) is truncated and says so (TC): the client asks again over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdatatype
+from quart import Quart
+
+from bus.errors import BusError, ConfigError, NotFound
+from bus.settings import Settings
+from http_edge._dns_answer import AddrQuery, Zone, healthy, nxdomain
+from http_edge.cache import RegistryCache
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DnsServer", "check_dns", "serve_dns"]
+
+UDP_PLAIN = 512  # what a client without EDNS accepts
+MAX_MESSAGE = 65_535
+HEADER = 12
+MAX_INFLIGHT = 4_096  # UDP queries being answered at once; past this, new ones are dropped
+MAX_TCP = 512  # open TCP connections; past this, new ones are closed at once
+IDLE_S = 10.0  # a TCP connection quiet this long (or slow to send a message) is closed
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def check_dns(address: str) -> None:
+    """Raise `ConfigError` naming GOVBUS_DNS if nothing can listen on `address` (UDP and TCP)."""
+    host, port = _split(address)
+    try:
+        family = socket.getaddrinfo(host, port)[0][0]
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            with socket.socket(family, kind) as s:
+                if kind == socket.SOCK_STREAM:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((host, port))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"GOVBUS_DNS: cannot listen on {address}: {reason}") from None
+
+
+class DnsServer:
+    """DNS on `address` (`host:port`; port 0: any free port, the same for UDP and TCP) from
+    `start()` until `close()`, answering from `cache` for `domain` in `datacenter`."""
+
+    def __init__(
+        self,
+        cache: RegistryCache,
+        address: str,
+        *,
+        domain: str = "consul",
+        datacenter: str = "dc1",
+        ttl: int = 0,
+    ) -> None:
+        self.cache = cache
+        self.address = address
+        self.zone = Zone(domain, datacenter, ttl=ttl)
+        self.host, self.port = _split(address)
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        """Listen (UDP, then TCP on the same port). Raises `ConfigError` naming GOVBUS_DNS."""
+        loop = asyncio.get_running_loop()
+        for _ in range(20 if self.port == 0 else 1):
+            try:
+                self._udp, _ = await loop.create_datagram_endpoint(
+                    lambda: _Udp(self), local_addr=(self.host, self.port)
+                )
+                port = self._udp.get_extra_info("sockname")[1]
+                self._tcp = await asyncio.start_server(self._serve_tcp, self.host, port)
+            except OSError as exc:
+                if self._udp is not None:
+                    self._udp.close()
+                    self._udp = None
+                if self.port != 0:
+                    reason = exc.strerror or str(exc)
+                    raise ConfigError(
+                        f"GOVBUS_DNS: cannot listen on {self.address}: {reason}"
+                    ) from None
+                continue  # port 0: TCP's twin was taken, try another
+            self.port = port
+            return
+        raise ConfigError(f"GOVBUS_DNS: no free port on {self.host} for both UDP and TCP")
+
+    async def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._tcp is not None:
+            self._tcp.close()
+            for writer in list(self._writers):
+                writer.close()
+            self._tcp = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def answer(self, wire: bytes, *, limit: int | None = None) -> bytes | None:
+        """The answer to the query `wire` (None: nothing to answer), at most `limit` bytes
+        (UDP: the client's EDNS size or 512; None for TCP)."""
+        try:
+            query = dns.message.from_wire(wire)
+        except dns.message.ShortHeader:
+            return None
+        except Exception:  # any malformed message
+            return _formerr(wire)
+        if query.flags & dns.flags.QR:
+            return None  # an answer, not a question: never answer it (no loops)
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        if query.opcode() != dns.opcode.QUERY:
+            response.set_rcode(dns.rcode.NOTIMP)
+        elif len(query.question) != 1:
+            response.set_rcode(dns.rcode.FORMERR)
+        else:
+            question = query.question[0]
+            await self._resolve(response, question.name, question.rdtype)
+        if limit is None:
+            return response.to_wire(max_size=MAX_MESSAGE)
+        if query.edns >= 0:
+            limit = max(limit, min(query.payload, MAX_MESSAGE))
+        return _fit(response, limit)
+
+    async def _resolve(
+        self, response: dns.message.Message, qname: dns.name.Name, qtype: int
+    ) -> None:
+        zone = self.zone
+        if zone.is_apex(qname):
+            zone.apex(response, qtype)
+            return
+        parsed = zone.parse(qname)
+        if parsed is None:
+            nxdomain(zone, response)
+            return
+        if isinstance(parsed, AddrQuery):
+            zone.addr(response, qname, qtype, parsed)
+            return
+        try:
+            view = await self.cache.service(parsed.service)
+        except NotFound:
+            nxdomain(zone, response)
+            return
+        except BusError:
+            response.set_rcode(dns.rcode.SERVFAIL)  # no worker answered: not "no such name"
+            return
+        instances = healthy(view.instances, parsed.tag)
+        if not instances:
+            nxdomain(zone, response)  # as Consul: no healthy instance, no name
+        elif qtype == dns.rdatatype.SRV:
+            zone.services(response, qname, instances)
+        elif parsed.srv_only:
+            zone.soa(response)
+        else:
+            zone.addresses(response, qname, qtype, instances)
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._writers) >= MAX_TCP:
+            writer.close()
+            return
+        self._writers.add(writer)
+        try:
+            while True:
+                size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), IDLE_S))
+                wire = await asyncio.wait_for(reader.readexactly(size), IDLE_S)
+                answer = await self.answer(wire)
+                if answer is None:
+                    if size < HEADER:
+                        return  # not DNS: hang up
+                    continue
+                writer.write(len(answer).to_bytes(2, "big") + answer)
+                await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    def _on_datagram(self, wire: bytes, peer: tuple[str, int]) -> None:
+        if len(self._tasks) >= MAX_INFLIGHT or self._udp is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._answer_udp(self._udp, wire, peer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer_udp(
+        self, transport: asyncio.DatagramTransport, wire: bytes, peer: tuple[str, int]
+    ) -> None:
+        try:
+            answer = await self.answer(wire, limit=UDP_PLAIN)
+        except Exception as exc:  # a bug must not stop the server answering others
+            log.error("DNS answer failed: %s: %s", type(exc).__name__, exc)
+            log.debug("DNS failure", exc_info=exc)
+            return
+        if answer is not None and not transport.is_closing():
+            transport.sendto(answer, peer)
+
+
+def serve_dns(app: Quart, cache: RegistryCache, address: str, settings: Settings) -> DnsServer:
+    """A `DnsServer` on `address` answering from `cache` while `app` serves (started after the
+    hooks registered before), as `app.extensions["govbus.dns"]`."""
+    server = DnsServer(cache, address, domain=settings.dns_domain, datacenter=settings.datacenter)
+    app.extensions["govbus.dns"] = server
+    app.before_serving(server.start)
+    app.after_serving(server.close)
+    return server
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.server._on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # an ICMP error for an answer already sent: the client went away
+
+
+def _formerr(wire: bytes) -> bytes | None:
+    """FORMERR for a query whose header can be read (and that is not itself an answer)."""
+    if len(wire) < HEADER or wire[2] & 0x80:
+        return None
+    response = dns.message.Message(id=int.from_bytes(wire[:2], "big"))
+    response.flags = dns.flags.QR
+    response.set_rcode(dns.rcode.FORMERR)
+    return response.to_wire()
+
+
+def _fit(response: dns.message.Message, limit: int) -> bytes:
+    """The answer in at most `limit` bytes: when too large, TC set and records left out
+    (the additional section first, then answers from the end)."""
+    with contextlib.suppress(dns.exception.TooBig):
+        return response.to_wire(max_size=limit)
+    response.flags |= dns.flags.TC
+    response.additional = []
+    while True:
+        with contextlib.suppress(dns.exception.TooBig):
+            return response.to_wire(max_size=limit)
+        if not response.answer:
+            response.authority = []
+            return response.to_wire(max_size=limit)
+        last = response.answer[-1]
+        if len(last) <= 1:
+            response.answer.pop()
+        else:
+            last.discard(list(last)[-1])
