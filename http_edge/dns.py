@@ -184,6 +184,9 @@ class DnsServer:
             writer.close()
             return
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)  # close() waits for it
         try:
             while True:
                 size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), IDLE_S))
@@ -199,6 +202,8 @@ class DnsServer:
             pass
         finally:
             self._writers.discard(writer)
+            if task is not None:
+                self._tasks.discard(task)
             writer.close()
 
     def _on_datagram(self, wire: bytes, peer: tuple[str, int]) -> None:
