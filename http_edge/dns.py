@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 
 import dns.exception
@@ -27,8 +28,9 @@ from quart import Quart
 
 from bus.errors import BusError, ConfigError, NotFound
 from bus.settings import Settings
-from http_edge._dns_answer import AddrQuery, Zone, healthy, nxdomain
+from http_edge._dns_answer import AddrQuery, ServiceQuery, Zone, healthy, nxdomain
 from http_edge.cache import RegistryCache
+from schemas.rpc import ServiceView
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ MAX_MESSAGE = 65_535
 HEADER = 12
 MAX_INFLIGHT = 4_096  # UDP queries being answered at once; past this, new ones are dropped
 MAX_TCP = 512  # open TCP connections; past this, new ones are closed at once
+SHUFFLES = 16  # answers rendered per question and set of instances, in orders of their own
+MAX_RENDERED = 4_096  # questions whose rendered answers are kept (past this, all are dropped)
 IDLE_S = 10.0  # a TCP connection quiet this long (or slow to send a message) is closed
 
 
@@ -83,6 +87,11 @@ class DnsServer:
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._rendered: dict[tuple[object, ...], list[bytes]] = {}
+        self._questions: dict[
+            tuple[bytes, int | None], tuple[dns.message.Message, ServiceQuery]
+        ] = {}
+        self._views: dict[str, tuple[ServiceView, tuple[object, ...]]] = {}
 
     async def start(self) -> None:
         """Listen (UDP, then TCP on the same port). Raises `ConfigError` naming GOVBUS_DNS."""
@@ -124,51 +133,106 @@ class DnsServer:
     async def answer(self, wire: bytes, *, limit: int | None = None) -> bytes | None:
         """The answer to the query `wire` (None: nothing to answer), at most `limit` bytes
         (UDP: the client's EDNS size or 512; None for TCP)."""
+        # A question asked before (the same bytes but the id) about a service is not read again
+        known = self._questions.get((wire[2:], limit))
+        if known is None:
+            query, parsed, answer = self._read(wire, limit)
+            if query is None or parsed is None:
+                return answer
+            if len(self._questions) >= MAX_RENDERED:
+                self._questions.clear()
+            known = self._questions[(wire[2:], limit)] = (query, parsed)
+        query, parsed = known
+        size = _limit(query, limit)
+        try:
+            view = await self.cache.service(parsed.service)
+        except NotFound:
+            return _fit(nxdomain(self.zone, _response(query, wire)), size)
+        except BusError:
+            response = _response(query, wire)
+            response.set_rcode(dns.rcode.SERVFAIL)  # no worker answered: not "no such name"
+            return response.to_wire()
+        # the same question about the same instances: one of the answers already rendered (by
+        # dnspython), each in an order of its own, with this query's id
+        key = (wire[2:], limit, self._fingerprint(view))
+        rendered = self._rendered.get(key)
+        if rendered is not None and len(rendered) >= SHUFFLES:
+            return wire[:2] + random.choice(rendered)[2:]
+        response = _response(query, wire)
+        question = query.question[0]
+        self._answer_service(response, question.name, question.rdtype, parsed, view)
+        answer = _fit(response, size)
+        if rendered is None:
+            if len(self._rendered) >= MAX_RENDERED:
+                self._rendered.clear()
+            rendered = self._rendered[key] = []
+        rendered.append(answer)
+        return answer
+
+    def _read(
+        self, wire: bytes, limit: int | None
+    ) -> tuple[dns.message.Message | None, ServiceQuery | None, bytes | None]:
+        """The query in `wire` and the service it asks about; else (None, None, the answer)."""
         try:
             query = dns.message.from_wire(wire)
         except dns.message.ShortHeader:
-            return None
+            return None, None, None
         except Exception:  # any malformed message
-            return _formerr(wire)
+            return None, None, _formerr(wire)
         if query.flags & dns.flags.QR:
-            return None  # an answer, not a question: never answer it (no loops)
-        response = dns.message.make_response(query)
-        response.flags |= dns.flags.AA
+            return None, None, None  # an answer, not a question: never answer it (no loops)
+        response = _response(query, wire)
         if query.opcode() != dns.opcode.QUERY:
             response.set_rcode(dns.rcode.NOTIMP)
-        elif len(query.question) != 1:
+            return None, None, response.to_wire()
+        if len(query.question) != 1:
             response.set_rcode(dns.rcode.FORMERR)
-        else:
-            question = query.question[0]
-            await self._resolve(response, question.name, question.rdtype)
-        if limit is None:
-            return response.to_wire(max_size=MAX_MESSAGE)
-        if query.edns >= 0:
-            limit = max(limit, min(query.payload, MAX_MESSAGE))
-        return _fit(response, limit)
+            return None, None, response.to_wire()
+        question = query.question[0]
+        parsed = self.zone.parse(question.name)
+        if isinstance(parsed, ServiceQuery):
+            return query, parsed, None
+        self._answer_name(response, question.name, question.rdtype, parsed)
+        return None, None, _fit(response, _limit(query, limit))
 
-    async def _resolve(
-        self, response: dns.message.Message, qname: dns.name.Name, qtype: int
+    def _fingerprint(self, view: ServiceView) -> tuple[object, ...]:
+        """What of `view` an answer shows (the same object for the same view)."""
+        seen = self._views.get(view.service)
+        if seen is not None and seen[0] is view:
+            return seen[1]
+        fingerprint = tuple(
+            (i.instance_id, i.address, i.port, i.weight, i.status, tuple(i.tags))
+            for i in view.instances
+        )
+        if len(self._views) >= MAX_RENDERED:
+            self._views.clear()
+        self._views[view.service] = (view, fingerprint)
+        return fingerprint
+
+    def _answer_name(
+        self,
+        response: dns.message.Message,
+        qname: dns.name.Name,
+        qtype: int,
+        parsed: AddrQuery | None,
     ) -> None:
         zone = self.zone
         if zone.is_apex(qname):
             zone.apex(response, qtype)
-            return
-        parsed = zone.parse(qname)
-        if parsed is None:
+        elif parsed is None:
             nxdomain(zone, response)
-            return
-        if isinstance(parsed, AddrQuery):
+        else:
             zone.addr(response, qname, qtype, parsed)
-            return
-        try:
-            view = await self.cache.service(parsed.service)
-        except NotFound:
-            nxdomain(zone, response)
-            return
-        except BusError:
-            response.set_rcode(dns.rcode.SERVFAIL)  # no worker answered: not "no such name"
-            return
+
+    def _answer_service(
+        self,
+        response: dns.message.Message,
+        qname: dns.name.Name,
+        qtype: int,
+        parsed: ServiceQuery,
+        view: ServiceView,
+    ) -> None:
+        zone = self.zone
         instances = healthy(view.instances, parsed.tag)
         if not instances:
             nxdomain(zone, response)  # as Consul: no healthy instance, no name
@@ -245,6 +309,23 @@ class _Udp(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         pass  # an ICMP error for an answer already sent: the client went away
+
+
+def _response(query: dns.message.Message, wire: bytes) -> dns.message.Message:
+    """The answer to `query` asked again as `wire` (the same question, its own id)."""
+    response = dns.message.make_response(query)
+    response.id = int.from_bytes(wire[:2], "big")
+    response.flags |= dns.flags.AA
+    return response
+
+
+def _limit(query: dns.message.Message, limit: int | None) -> int:
+    """How large an answer may be: `limit` (UDP: 512), or what the client's EDNS says."""
+    if limit is None:
+        return MAX_MESSAGE
+    if query.edns >= 0:
+        return max(limit, min(query.payload, MAX_MESSAGE))
+    return limit
 
 
 def _formerr(wire: bytes) -> bytes | None:
