@@ -9,6 +9,7 @@
 #              its own ports, stopped by PID)
 #   dig        (dnsutils) asks govbus's DNS interface, as a user would
 #   wrk        the HTTP load generator of the edge benchmark (python -m benchmarks)
+#   dnsperf    the DNS load generator of the dns benchmark (no test needs it)
 # For each: answering -> nothing to do; installed -> start it; absent and root -> apt-get install
 # it and start it; otherwise fail with one line saying how to get it (Docker compose).
 # Idempotent; well under a second when everything is already up.
@@ -176,3 +177,4 @@ ensure_chromium
 ensure_program haproxy haproxy
 ensure_program dig dnsutils
 ensure_program wrk wrk
+ensure_program dnsperf dnsperf
