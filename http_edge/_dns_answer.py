@@ -20,6 +20,7 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
@@ -144,25 +145,33 @@ class Zone:
         qtype: int,
         instances: Sequence[Instance],
     ) -> None:
-        """A/AAAA records of `instances` (CNAME for a hostname: the first one, as Consul)."""
-        a = dns.rrset.RRset(qname, IN, dns.rdatatype.A)
-        aaaa = dns.rrset.RRset(qname, IN, dns.rdatatype.AAAA)
+        """A/AAAA records of `instances` (CNAME for a hostname: the first one, as Consul).
+
+        One record per RRset object: on the wire it is the same, and an answer too large for
+        the client can then be cut between any two records (`http_edge.dns`)."""
+        a: list[dns.rrset.RRset] = []
+        aaaa: list[dns.rrset.RRset] = []
         cname: dns.rrset.RRset | None = None
+        seen: set[str] = set()
         for instance in instances:
             ip = _ip(instance.address)
-            if isinstance(ip, ipaddress.IPv4Address):
-                a.add(A(IN, dns.rdatatype.A, str(ip)), self.ttl)
-            elif ip is not None:
-                aaaa.add(AAAA(IN, dns.rdatatype.AAAA, str(ip)), self.ttl)
-            elif cname is None:
-                target = dns.name.from_text(instance.address)
-                cname = dns.rrset.from_rdata(
-                    qname, self.ttl, CNAME(IN, dns.rdatatype.CNAME, target)
-                )
-        if qtype in (dns.rdatatype.A, dns.rdatatype.ANY) and a:
-            response.answer.append(a)
-        if qtype in (dns.rdatatype.AAAA, dns.rdatatype.ANY) and aaaa:
-            response.answer.append(aaaa)
+            if ip is None:
+                if cname is None:
+                    target = dns.name.from_text(instance.address)
+                    cname = self._rrset(qname, CNAME(IN, dns.rdatatype.CNAME, target))
+                continue
+            text = str(ip)
+            if text in seen:
+                continue  # one record per address
+            seen.add(text)
+            if ip.version == 4:
+                a.append(self._rrset(qname, A(IN, dns.rdatatype.A, text)))
+            else:
+                aaaa.append(self._rrset(qname, AAAA(IN, dns.rdatatype.AAAA, text)))
+        if qtype in (dns.rdatatype.A, dns.rdatatype.ANY):
+            response.answer.extend(a)
+        if qtype in (dns.rdatatype.AAAA, dns.rdatatype.ANY):
+            response.answer.extend(aaaa)
         if not response.answer and cname is not None:
             response.answer.append(cname)
         if not response.answer:
@@ -171,20 +180,23 @@ class Zone:
     def services(
         self, response: dns.message.Message, qname: dns.name.Name, instances: Sequence[Instance]
     ) -> None:
-        """SRV records of `instances`, their targets' addresses in the additional section."""
-        srv = dns.rrset.RRset(qname, IN, dns.rdatatype.SRV)
+        """SRV records of `instances` (one per RRset object, as `addresses`), their targets'
+        addresses in the additional section."""
+        targets: set[dns.name.Name] = set()
         for instance in instances:
             target = self.target(instance)
             weight = min(max(int(instance.weight), 0), MAX_SRV_WEIGHT)
-            srv.add(
-                SRV(IN, dns.rdatatype.SRV, SRV_PRIORITY, weight, instance.port, target), self.ttl
-            )
+            srv = SRV(IN, dns.rdatatype.SRV, SRV_PRIORITY, weight, instance.port, target)
+            response.answer.append(self._rrset(qname, srv))
             ip = _ip(instance.address)
-            if ip is not None:
+            if ip is not None and target not in targets:
+                targets.add(target)
                 rdtype = dns.rdatatype.A if ip.version == 4 else dns.rdatatype.AAAA
                 rdata = (A if ip.version == 4 else AAAA)(IN, rdtype, str(ip))
-                response.additional.append(dns.rrset.from_rdata(target, self.ttl, rdata))
-        response.answer.append(srv)
+                response.additional.append(self._rrset(target, rdata))
+
+    def _rrset(self, name: dns.name.Name, rdata: dns.rdata.Rdata) -> dns.rrset.RRset:
+        return dns.rrset.from_rdata(name, self.ttl, rdata)
 
     def addr(
         self, response: dns.message.Message, qname: dns.name.Name, qtype: int, query: AddrQuery

@@ -16,6 +16,8 @@ import contextlib
 import logging
 import random
 import socket
+import time
+from dataclasses import dataclass, field
 
 import dns.exception
 import dns.flags
@@ -41,7 +43,8 @@ MAX_MESSAGE = 65_535
 HEADER = 12
 MAX_INFLIGHT = 4_096  # UDP queries being answered at once; past this, new ones are dropped
 MAX_TCP = 512  # open TCP connections; past this, new ones are closed at once
-SHUFFLES = 16  # answers rendered per question and set of instances, in orders of their own
+SHUFFLES = 16  # answers kept per question and set of instances, in orders of their own
+RENDER_SHARE = 0.05  # of the time a question takes, at most this goes to new orders
 MAX_RENDERED = 4_096  # questions whose rendered answers are kept (past this, all are dropped)
 IDLE_S = 10.0  # a TCP connection quiet this long (or slow to send a message) is closed
 
@@ -66,6 +69,14 @@ def check_dns(address: str) -> None:
         raise ConfigError(f"GOVBUS_DNS: cannot listen on {address}: {reason}") from None
 
 
+@dataclass(slots=True)
+class _Rendered:
+    """The answers rendered for one question about one set of instances."""
+
+    answers: list[bytes] = field(default_factory=list)
+    next_at: float = 0.0  # when a new order may be rendered
+
+
 class DnsServer:
     """DNS on `address` (`host:port`; port 0: any free port, the same for UDP and TCP) from
     `start()` until `close()`, answering from `cache` for `domain` in `datacenter`."""
@@ -87,7 +98,7 @@ class DnsServer:
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
-        self._rendered: dict[tuple[object, ...], list[bytes]] = {}
+        self._rendered: dict[tuple[object, ...], _Rendered] = {}
         self._questions: dict[
             tuple[bytes, int | None], tuple[dns.message.Message, ServiceQuery]
         ] = {}
@@ -153,20 +164,27 @@ class DnsServer:
             response.set_rcode(dns.rcode.SERVFAIL)  # no worker answered: not "no such name"
             return response.to_wire()
         # the same question about the same instances: one of the answers already rendered (by
-        # dnspython), each in an order of its own, with this query's id
+        # dnspython), each in an order of its own, with this query's id; a new order replaces
+        # one of them when rendering has had its share of time (RENDER_SHARE)
         key = (wire[2:], limit, self._fingerprint(view))
         rendered = self._rendered.get(key)
-        if rendered is not None and len(rendered) >= SHUFFLES:
-            return wire[:2] + random.choice(rendered)[2:]
+        now = time.monotonic()
+        if rendered is not None and now < rendered.next_at:
+            return wire[:2] + random.choice(rendered.answers)[2:]
         response = _response(query, wire)
         question = query.question[0]
         self._answer_service(response, question.name, question.rdtype, parsed, view)
         answer = _fit(response, size)
+        took = time.monotonic() - now
         if rendered is None:
             if len(self._rendered) >= MAX_RENDERED:
                 self._rendered.clear()
-            rendered = self._rendered[key] = []
-        rendered.append(answer)
+            rendered = self._rendered[key] = _Rendered()
+        if len(rendered.answers) < SHUFFLES:
+            rendered.answers.append(answer)
+        else:
+            rendered.answers[random.randrange(SHUFFLES)] = answer
+        rendered.next_at = now + took / RENDER_SHARE
         return answer
 
     def _read(
@@ -339,20 +357,24 @@ def _formerr(wire: bytes) -> bytes | None:
 
 
 def _fit(response: dns.message.Message, limit: int) -> bytes:
-    """The answer in at most `limit` bytes: when too large, TC set and records left out
-    (the additional section first, then answers from the end)."""
+    """The answer in at most `limit` bytes: when too large, TC set, the additional section
+    left out and as many answer records kept as fit (each record is an RRset of its own)."""
     with contextlib.suppress(dns.exception.TooBig):
         return response.to_wire(max_size=limit)
     response.flags |= dns.flags.TC
     response.additional = []
-    while True:
-        with contextlib.suppress(dns.exception.TooBig):
-            return response.to_wire(max_size=limit)
-        if not response.answer:
-            response.authority = []
-            return response.to_wire(max_size=limit)
-        last = response.answer[-1]
-        if len(last) <= 1:
-            response.answer.pop()
+    answers = list(response.answer)
+    fits, too_many = 0, len(answers) + 1  # binary search: each try stops at `limit` bytes
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        response.answer = answers[:middle]
+        try:
+            response.to_wire(max_size=limit)
+        except dns.exception.TooBig:
+            too_many = middle
         else:
-            last.discard(list(last)[-1])
+            fits = middle
+    response.answer = answers[:fits]
+    if fits == 0:
+        response.authority = []
+    return response.to_wire(max_size=limit)
