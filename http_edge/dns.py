@@ -44,6 +44,9 @@ HEADER = 12
 MAX_INFLIGHT = 4_096  # UDP queries being answered at once; past this, new ones are dropped
 MAX_TCP = 512  # open TCP connections; past this, new ones are closed at once
 SHUFFLES = 16  # answers kept per question and set of instances, in orders of their own
+RENDER_INLINE = 100  # instances; an answer about more is rendered in a thread
+MIN_RECORD_BYTES = 16  # an A record, its name compressed: no answer holds more than size/16
+MIN_SRV_BYTES = 29  # an SRV record with an addr target, compressed
 RENDER_SHARE = 0.05  # of the time a question takes, at most this goes to new orders
 MAX_RENDERED = 4_096  # questions whose rendered answers are kept (past this, all are dropped)
 IDLE_S = 10.0  # a TCP connection quiet this long (or slow to send a message) is closed
@@ -172,9 +175,11 @@ class DnsServer:
         if rendered is not None and now < rendered.next_at:
             return wire[:2] + random.choice(rendered.answers)[2:]
         response = _response(query, wire)
-        question = query.question[0]
-        self._answer_service(response, question.name, question.rdtype, parsed, view)
-        answer = _fit(response, size)
+        if len(view.instances) > RENDER_INLINE:
+            # a large answer takes dnspython milliseconds: the event loop keeps serving
+            answer = await asyncio.to_thread(self._render, response, parsed, view, size)
+        else:
+            answer = self._render(response, parsed, view, size)
         took = time.monotonic() - now
         if rendered is None:
             if len(self._rendered) >= MAX_RENDERED:
@@ -242,16 +247,17 @@ class DnsServer:
         else:
             zone.addr(response, qname, qtype, parsed)
 
-    def _answer_service(
-        self,
-        response: dns.message.Message,
-        qname: dns.name.Name,
-        qtype: int,
-        parsed: ServiceQuery,
-        view: ServiceView,
-    ) -> None:
+    def _render(
+        self, response: dns.message.Message, parsed: ServiceQuery, view: ServiceView, size: int
+    ) -> bytes:
+        """The answer about `view`'s instances, in at most `size` bytes."""
         zone = self.zone
+        qname, qtype = response.question[0].name, response.question[0].rdtype
         instances = healthy(view.instances, parsed.tag)
+        most = size // (MIN_SRV_BYTES if qtype == dns.rdatatype.SRV else MIN_RECORD_BYTES)
+        if len(instances) > most:  # more than could fit: not rendered only to be cut
+            instances = instances[:most]
+            response.flags |= dns.flags.TC
         if not instances:
             nxdomain(zone, response)  # as Consul: no healthy instance, no name
         elif qtype == dns.rdatatype.SRV:
@@ -260,6 +266,7 @@ class DnsServer:
             zone.soa(response)
         else:
             zone.addresses(response, qname, qtype, instances)
+        return _fit(response, size)
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._writers) >= MAX_TCP:
@@ -357,24 +364,39 @@ def _formerr(wire: bytes) -> bytes | None:
 
 
 def _fit(response: dns.message.Message, limit: int) -> bytes:
-    """The answer in at most `limit` bytes: when too large, TC set, the additional section
-    left out and as many answer records kept as fit (each record is an RRset of its own)."""
+    """The answer in at most `limit` bytes. When too large: the additional records that fit
+    (no TC: they are extra), else TC and the answer records that fit (each record is an RRset
+    of its own, so it can be cut between any two)."""
     with contextlib.suppress(dns.exception.TooBig):
         return response.to_wire(max_size=limit)
-    response.flags |= dns.flags.TC
+    additional = list(response.additional)
     response.additional = []
-    answers = list(response.answer)
-    fits, too_many = 0, len(answers) + 1  # binary search: each try stops at `limit` bytes
+    try:
+        response.to_wire(max_size=limit)
+    except dns.exception.TooBig:
+        response.flags |= dns.flags.TC
+        response.answer = response.answer[: _most(response, "answer", limit)]
+        if not response.answer:
+            response.authority = []
+        return response.to_wire(max_size=limit)
+    response.additional = additional
+    response.additional = additional[: _most(response, "additional", limit)]
+    return response.to_wire(max_size=limit)
+
+
+def _most(response: dns.message.Message, section: str, limit: int) -> int:
+    """How many of `section`'s records fit in `limit` bytes (those before it kept): a binary
+    search, each try stopping at `limit` bytes."""
+    records = list(getattr(response, section))
+    fits, too_many = 0, len(records) + 1
     while too_many - fits > 1:
         middle = (fits + too_many) // 2
-        response.answer = answers[:middle]
+        setattr(response, section, records[:middle])
         try:
             response.to_wire(max_size=limit)
         except dns.exception.TooBig:
             too_many = middle
         else:
             fits = middle
-    response.answer = answers[:fits]
-    if fits == 0:
-        response.authority = []
-    return response.to_wire(max_size=limit)
+    setattr(response, section, records)
+    return fits
