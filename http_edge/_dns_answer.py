@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ from schemas.registry import Instance
 __all__ = ["AddrQuery", "ServiceQuery", "Zone", "healthy"]
 
 IN = dns.rdataclass.IN
+SERVICE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # schemas' ServiceName
 SRV_PRIORITY = 1
 MAX_SRV_WEIGHT = 65_535
 SERVING = frozenset({"passing", "warning"})
@@ -111,12 +113,15 @@ class Zone:
         head = labels[:-1]
         if len(head) == 2 and head[0].startswith("_") and head[1].startswith("_"):
             service, tag = head[0][1:], head[1][1:]
-            return ServiceQuery(service, None if tag == "tcp" else tag, srv_only=True)
-        if len(head) == 1:
-            return ServiceQuery(head[0], None, srv_only=False)
-        if len(head) == 2:
-            return ServiceQuery(head[1], head[0], srv_only=False)
-        return None
+            query = ServiceQuery(service, None if tag == "tcp" else tag, srv_only=True)
+        elif len(head) == 1:
+            query = ServiceQuery(head[0], None, srv_only=False)
+        elif len(head) == 2:
+            query = ServiceQuery(head[1], head[0], srv_only=False)
+        else:
+            return None
+        # a name no service can have is not asked of the registry
+        return query if SERVICE_NAME.fullmatch(query.service) else None
 
     def is_apex(self, qname: dns.name.Name) -> bool:
         return bool(qname == self.origin)

@@ -280,7 +280,11 @@ class DnsServer:
             while True:
                 size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), IDLE_S))
                 wire = await asyncio.wait_for(reader.readexactly(size), IDLE_S)
-                answer = await self.answer(wire)
+                try:
+                    answer = await self.answer(wire)
+                except Exception as exc:  # a bug must not stop the server answering others
+                    _failed(exc)
+                    return
                 if answer is None:
                     if size < HEADER:
                         return  # not DNS: hang up
@@ -308,8 +312,7 @@ class DnsServer:
         try:
             answer = await self.answer(wire, limit=UDP_PLAIN)
         except Exception as exc:  # a bug must not stop the server answering others
-            log.error("DNS answer failed: %s: %s", type(exc).__name__, exc)
-            log.debug("DNS failure", exc_info=exc)
+            _failed(exc)
             return
         if answer is not None and not transport.is_closing():
             transport.sendto(answer, peer)
@@ -334,6 +337,11 @@ class _Udp(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         pass  # an ICMP error for an answer already sent: the client went away
+
+
+def _failed(exc: Exception) -> None:
+    log.error("DNS answer failed: %s: %s", type(exc).__name__, exc)
+    log.debug("DNS failure", exc_info=exc)
 
 
 def _response(query: dns.message.Message, wire: bytes) -> dns.message.Message:

@@ -96,6 +96,10 @@ async def test_every_name_form_answers_from_the_registry(both_stack):
         "red.web.service.consul",
         "web.node.consul",
         "example.com",
+        "a_b.service.consul",  # no service can have these names: not asked of the registry
+        "-web.service.consul",
+        "x.y.web.service.consul",
+        "_web._tcp.service.consul.example.com",
     ):
         answer = await ask(port, name, "A")
         assert answer.rcode() == dns.rcode.NXDOMAIN, name
