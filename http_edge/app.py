@@ -118,14 +118,14 @@ def create_app(
         await state.bus.rpc.start()
         await state.cache.start()
 
+    if dns is not None:  # started after open_bus starts the cache, stopped before close_bus
+        serve_dns(app, state.cache, dns, settings)
+
     @app.after_serving
     async def close_bus() -> None:
         await state.cache.close()
         if state.owns_bus:
             await state.bus.close()
-
-    if dns is not None:  # after open_bus: it answers from the cache open_bus starts
-        serve_dns(app, state.cache, dns, settings)
 
     @app.before_request
     async def start_clock() -> None:

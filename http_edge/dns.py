@@ -319,8 +319,9 @@ class DnsServer:
 
 
 def serve_dns(app: Quart, cache: RegistryCache, address: str, settings: Settings) -> DnsServer:
-    """A `DnsServer` on `address` answering from `cache` while `app` serves (started after the
-    hooks registered before), as `app.extensions["govbus.dns"]`."""
+    """A `DnsServer` on `address` answering from `cache` while `app` serves, as
+    `app.extensions["govbus.dns"]`: started after the `before_serving` hooks registered before
+    this call, stopped before the `after_serving` hooks registered after it."""
     server = DnsServer(cache, address, domain=settings.dns_domain, datacenter=settings.datacenter)
     app.extensions["govbus.dns"] = server
     app.before_serving(server.start)
