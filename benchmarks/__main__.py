@@ -20,13 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import checks, edge, events, history, registry, replay, rpc, scale
+from benchmarks import checks, dns, edge, events, history, registry, replay, rpc, scale
 from benchmarks._common import alternate
 from benchmarks._report import chart, flatten_targets, table
 from benchmarks._vhost import private_vhost
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("events", "rpc", "registry", "replay", "history", "edge", "checks")
+SECTIONS = ("events", "rpc", "registry", "replay", "history", "edge", "checks", "dns")
 
 
 def pg_url() -> str | None:
@@ -124,6 +124,11 @@ async def run(
         offered, seconds = (3000, 5.0) if quick else (3000, 15.0)
         log(f"checks: {offered:,} HTTP checks a second offered to one checker, {seconds:g} s")
         results["checks"] = await checks.http_per_s(offered, seconds, log)
+
+    if "dns" in only:
+        seconds = 5.0 if quick else 15.0
+        log(f"dns: web.service.consul ({dns.INSTANCES} instances) A and SRV, {seconds:g} s each")
+        results["dns"] = await dns.run_dns(url, seconds, log)
     return results
 
 

@@ -30,6 +30,7 @@ ABSOLUTE: list[tuple[str, str, str, float]] = [
     ("1M instances in < 1 GB", "registry.instances_1000000.rss_bytes", "<=", 1e9),
     ("history query <= 1,000 ms (1M events)", "history.query_ms", "<=", 1000.0),
     ("HTTP checks >= 2,000/s", "checks.http_per_s", ">=", 2000.0),
+    ("DNS >= 5,000 queries/s", "dns.per_s", ">=", 5000.0),
 ]
 
 
@@ -112,6 +113,8 @@ def table(results: dict[str, Any]) -> str:
         ("history ingest_per_s", "history.ingest_per_s"),
         ("checks http_per_s", "checks.http_per_s"),
         ("  cpu_us per check", "checks.cpu_us_per_check"),
+        ("dns per_s (A, 20 instances)", "dns.per_s"),
+        ("  SRV per_s (EDNS)", "dns.srv_per_s"),
     ]
     shown = [(label, _get(results, path)) for label, path in extra]
     if any(v is not None for _, v in shown):

@@ -26,6 +26,7 @@ from govbus.history import HistoryAlongside, edge_history
 from health_checker import SOURCE as CHECKER_SOURCE
 from health_checker import bootstrap as checker_bootstrap
 from http_edge import create_app
+from http_edge.dns import check_dns
 from http_edge.server import EdgeServer, check_edge, edge_address
 from manager_worker import SOURCE as MANAGER_SOURCE
 from manager_worker import ManagerConfig
@@ -83,7 +84,11 @@ async def _manager(launch: Launch) -> Worker:
 async def _edge(launch: Launch) -> Worker:
     history = edge_history(launch.settings.db)
     app = create_app(
-        bus=launch.bus, settings=launch.settings, observe=launch.peers, history=history
+        bus=launch.bus,
+        settings=launch.settings,
+        observe=launch.peers,
+        history=history,
+        dns=launch.settings.dns_address(embedded=False),  # `govbus up` has set its default
     )
     stop = launch.stop
     server = EdgeServer(app, launch.settings, on_exit=stop.set if stop is not None else None)
@@ -104,7 +109,15 @@ def _check_store(settings: Settings) -> None:
 
 def _check_edge(settings: Settings) -> None:
     check_edge(settings)
+    dns = settings.dns_address(embedded=False)
+    if dns is not None:
+        check_dns(dns)
     check_store(settings.db)  # the history keeps its log there
+
+
+def _describe_edge(launch: Launch) -> str:
+    dns = launch.settings.dns_address(embedded=False)
+    return f"edge on {edge_address(launch.settings)}" + (f"  DNS on {dns}" if dns else "")
 
 
 COMPONENTS: dict[str, Component] = {
@@ -138,7 +151,7 @@ COMPONENTS: dict[str, Component] = {
             source=EDGE_SOURCE,
             build=_edge,
             check=_check_edge,
-            describe=lambda launch: f"edge on {edge_address(launch.settings)}",
+            describe=_describe_edge,
         ),
     )
 }

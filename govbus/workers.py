@@ -64,6 +64,8 @@ def up(
     own_key = settings.auth_secret or settings.auth_public_key
     if settings.auth == "required" and not own_key and not settings.auth_jwks_url:
         settings = settings.model_copy(update={"auth_secret": new_secret()})
+    # `govbus up` serves DNS by default (127.0.0.1:8600): said once here, for every component.
+    settings = settings.model_copy(update={"dns": settings.dns_address(embedded=True) or "off"})
     _check(list(COMPONENTS), settings)
     if settings.auth == "required" and settings.auth_secret:
         minted = mint_token(SCOPES, ttl_s=30 * 86_400, secret=settings.auth_secret, subject="admin")
@@ -97,6 +99,11 @@ async def _up(settings: Settings, token: str | None, stop: asyncio.Event) -> Non
             f"govbus up: edge on {edge_address(settings)}  bus {_redact(url)}  store {settings.db}"
         )
         typer.echo(f"dashboard: {edge_address(settings)}/ui/")
+        dns = settings.dns_address(embedded=True)
+        if dns is not None:
+            host, _, port = dns.rpartition(":")
+            example = f"dig @{host.strip('[]')} -p {port} <service>.service.{settings.dns_domain}"
+            typer.echo(f"DNS on {dns} (UDP and TCP): {example} SRV")
         if token is not None:
             typer.echo(f"admin token (also in ./{TOKEN_FILE}, valid 30 days):\n{token}")
         elif settings.auth == "required" and settings.auth_public_key:

@@ -18,6 +18,7 @@ from http_edge import history as history_routes
 from http_edge._context import Edge, Limits
 from http_edge.auth import Authenticator
 from http_edge.cache import RegistryCache
+from http_edge.dns import serve_dns
 from http_edge.history import HistorySource
 from http_edge.metrics import EdgeMetrics
 from http_edge.problems import Problem, from_bus_error
@@ -46,13 +47,16 @@ def create_app(
     limits: Limits | None = None,
     observe: Sequence[Bus] = (),
     history: HistorySource | None = None,
+    dns: str | None = None,
 ) -> Quart:
     """The edge as a Quart app.
 
     With `bus=None` it builds one from `settings` (`GOVBUS_URL`, or local RabbitMQ) and opens
     and closes it with the app; a given bus is the caller's to start and close. `observe`:
     other connections of this process whose counters `/metrics` shows too. `history`: what
-    answers `/v1/history` (govbus gives a `bus.history.History`; none: 404). Raises
+    answers `/v1/history` (govbus gives a `bus.history.History`; none: 404). `dns`: the
+    address (`host:port`) of a DNS interface served from the registry cache while the app
+    serves (none: no DNS; `app.extensions["govbus.dns"]` is the `DnsServer`). Raises
     `ConfigError` when auth is required and no key is configured.
     """
     settings = settings or load_settings()
@@ -115,6 +119,9 @@ def create_app(
             await state.bus.start()
         await state.bus.rpc.start()
         await state.cache.start()
+
+    if dns is not None:  # started after open_bus starts the cache, stopped before close_bus
+        serve_dns(app, state.cache, dns, settings)
 
     @app.after_serving
     async def close_bus() -> None:

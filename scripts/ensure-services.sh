@@ -9,6 +9,7 @@
 #              its own ports, stopped by PID)
 #   dig        (dnsutils) asks govbus's DNS interface, as a user would
 #   wrk        the HTTP load generator of the edge benchmark (python -m benchmarks)
+#   dnsperf    the DNS load generator of the dns benchmark (no test needs it)
 # For each: answering -> nothing to do; installed -> start it; absent and root -> apt-get install
 # it and start it; otherwise fail with one line saying how to get it (Docker compose).
 # Idempotent; well under a second when everything is already up.
@@ -176,3 +177,9 @@ ensure_chromium
 ensure_program haproxy haproxy
 ensure_program dig dnsutils
 ensure_program wrk wrk
+# only the dns benchmark needs dnsperf: without root to install it, say so and go on
+if is_root || command -v dnsperf >/dev/null 2>&1; then
+    ensure_program dnsperf dnsperf
+else
+    printf 'ensure-services: dnsperf is missing (the dns benchmark needs it): sudo apt-get install dnsperf\n' >&2
+fi

@@ -46,10 +46,12 @@ async def edge_stack(
     limits: Limits | None = None,
     settings: Settings | None = None,
     auth: Authenticator | None = None,
+    dns: str | None = None,
 ) -> AsyncIterator[Stack]:
     """Real workers (each on its own SQLite file and connection) and the edge on `url`.
 
-    The edge checks tokens with `auth`, else as `settings` say (default: HS256 with `SECRET`).
+    The edge checks tokens with `auth`, else as `settings` say (default: HS256 with `SECRET`);
+    with `dns` (`host:port`, port 0: any) it serves DNS too (`app.extensions["govbus.dns"]`).
     """
     async with contextlib.AsyncExitStack() as stack:
         running = {}
@@ -69,6 +71,7 @@ async def edge_stack(
             auth=auth,
             limits=limits,
             observe=buses,
+            dns=dns,
         )
         test_app = await stack.enter_async_context(app.test_app())
         yield Stack(app, test_app.test_client(), bus, url, running, bearer())

@@ -24,7 +24,10 @@ def free_port() -> int:
 
 
 def start_up(cwd: Path, port: int, **env: str) -> subprocess.Popen[str]:
+    """`govbus up` in `cwd`, its edge on `port`; no DNS interface unless `GOVBUS_DNS` is given
+    (its default, 127.0.0.1:8600, would be one port for every test)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
+    env = {"GOVBUS_DNS": "off", **env}
     return subprocess.Popen(
         [GOVBUS, "up", "--http", f"127.0.0.1:{port}"],
         cwd=cwd,

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import time
 
+import dns.message
+import dns.query
 import httpx
 import pytest
 
@@ -36,9 +38,10 @@ def wait_line(proc: subprocess.Popen[str], needle: str, timeout: float = 30.0) -
 
 
 def test_components_as_processes_answer_through_the_edge(vhost_url, tmp_path):
-    port = free_port()
+    port, dns_port = free_port(), free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
     env = {**clean, "GOVBUS_URL": vhost_url, "GOVBUS_AUTH_SECRET": SECRET}
+    env["GOVBUS_DNS"] = f"127.0.0.1:{dns_port}"  # the edge's; the workers have none
     commands = {
         "discovery": ["discovery", "--db", f"sqlite+aiosqlite:///{tmp_path}/d1.db"],
         "discovery-b": [
@@ -85,6 +88,10 @@ def test_components_as_processes_answer_through_the_edge(vhost_url, tmp_path):
             interval=0.01,
             what="six answers in a row to list host-1",
         )
+        # `govbus edge` with GOVBUS_DNS answers DNS too
+        query = dns.message.make_query("host.service.consul", "A")
+        answer = dns.query.udp(query, "127.0.0.1", port=dns_port, timeout=5)
+        assert [rd.to_text() for rrset in answer.answer for rd in rrset] == ["10.0.0.1"]
         vm = {"kind": "vm", "name": "web-1", "vcpus": 1, "memory_mb": 512, "image": "debian-12"}
         r = httpx.post(f"{base}/v1/resources", headers=headers, json=vm)
         assert r.status_code == 201, r.text
@@ -96,3 +103,4 @@ def test_components_as_processes_answer_through_the_edge(vhost_url, tmp_path):
     for name, proc in procs.items():
         assert proc.returncode == 0, (name, results[name][1])
         assert "Traceback" not in results[name][1], (name, results[name][1])
+    assert f"DNS on 127.0.0.1:{dns_port}" in results["edge"][1]

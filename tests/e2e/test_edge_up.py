@@ -24,11 +24,12 @@ def readme_tour() -> str:
 
 
 def test_readme_tour_runs_verbatim_against_govbus_up(tmp_path):
-    port = free_port()
-    proc = start_up(tmp_path, port)
+    port, dns = free_port(), free_port()
+    proc = start_up(tmp_path, port, GOVBUS_DNS=f"127.0.0.1:{dns}")  # not 8600: one for all tests
     try:
         wait_ready(proc, port)
         script = readme_tour().replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+        script = script.replace("-p 8600", f"-p {dns}")
         script += "\nsleep 1.5\nkill $! 2>/dev/null || true\n"
         # twice: the tour leaves the state as it found it, so it can be run again
         run = subprocess.run(

@@ -41,7 +41,7 @@ def up_as_nobody(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
         [*NOBODY, sys.executable, "-m", "govbus", "up", "--http", f"127.0.0.1:{free_port()}"],
         check=False,
         cwd=cwd,
-        env={**clean, **env},
+        env={**clean, "GOVBUS_DNS": "off", **env},  # 8600 may be another test's
         capture_output=True,
         text=True,
         timeout=60,
