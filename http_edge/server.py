@@ -1,15 +1,22 @@
-"""Serving the edge with hypercorn on this event loop: `EdgeServer` starts and stops like a
-worker, so a process runs it as it runs the workers (`bus.process.running`)."""
+"""Serving the edge with uvicorn (httptools) on this event loop: `EdgeServer` starts and stops
+like a worker, so a process runs it as it runs the workers (`bus.process.running`).
+
+The process owns its signals (`bus.process.run_until_signal`), so uvicorn installs none; the
+edge binds its socket itself, so a taken port is a one-line `ConfigError`, not uvicorn's
+log line and `sys.exit`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
+import uvicorn
 from quart import Quart
 
 from bus.errors import ConfigError
@@ -20,7 +27,10 @@ from http_edge.tls import check_tls
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EdgeServer", "check_edge", "check_listen", "edge_address"]
+__all__ = ["EdgeServer", "bind", "check_edge", "check_listen", "edge_address", "serving_config"]
+
+GRACEFUL_S = 3
+"""How long in-flight requests may take to finish once the edge is asked to stop."""
 
 
 def check_edge(settings: Settings) -> None:
@@ -34,14 +44,22 @@ def check_edge(settings: Settings) -> None:
         Authenticator.from_settings(settings)
 
 
+def bind(http: str) -> socket.socket:
+    """A listening socket on `http` (`HOST:PORT`, `[::1]:PORT` for IPv6); `ConfigError` naming
+    GOVBUS_HTTP if nothing can listen there (in use, no such address, ...)."""
+    host, _, port = http.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, int(port)), family=family, backlog=2048)
+    except OSError as exc:  # create_server's strerror repeats the address: say it once
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(f"GOVBUS_HTTP: cannot listen on {http}: {reason}") from None
+
+
 def check_listen(http: str) -> None:
     """Raise `ConfigError` naming GOVBUS_HTTP if nothing can listen on `http` (in use, ...)."""
-    host, _, port = http.rpartition(":")
-    try:
-        with socket.create_server((host.strip("[]"), int(port))):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"GOVBUS_HTTP: cannot listen on {http}: {exc.strerror}") from None
+    bind(http).close()
 
 
 def edge_address(settings: Settings) -> str:
@@ -50,16 +68,31 @@ def edge_address(settings: Settings) -> str:
     return f"{scheme}://{settings.http}"
 
 
-def _hypercorn(settings: Settings) -> Config:
-    config = Config()
-    config.bind = [settings.http]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = 3.0
-    # With a certificate every bind serves TLS: HTTPS only, no plain-HTTP port beside it.
-    config.certfile = settings.tls_cert
-    config.keyfile = settings.tls_key
-    return config
+def serving_config(app: Any, *, cert: str | None = None, key: str | None = None) -> uvicorn.Config:
+    """How the edge is served (the benchmark's bare baseline is served the same way): uvicorn
+    with httptools, the ASGI lifespan on (Quart's `before_serving`/`after_serving`), no access
+    log, uvicorn's loggers left to the process's logging. With a certificate the socket serves
+    TLS only: HTTPS, no plain-HTTP port beside it."""
+    return uvicorn.Config(
+        app,
+        http="httptools",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,  # the client's address is the peer's, as it always was
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+        timeout_graceful_shutdown=GRACEFUL_S,
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: SIGTERM and SIGINT belong to the process
+    (`bus.process.run_until_signal`), which stops the edge through `EdgeServer.stop`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class EdgeServer:
@@ -67,8 +100,8 @@ class EdgeServer:
     run `check_edge` first) from `start()` until `stop()`.
 
     `stop()` ends the open event streams (they would hold the shutdown up), lets in-flight
-    requests finish (hypercorn's graceful timeout) and raises what made the server fail, e.g.
-    a `ConfigError` when another process took the port since `check_listen`. `on_exit` is
+    requests finish (up to `GRACEFUL_S`) and raises what made the server fail, e.g. a
+    `ConfigError` when another process took the port since `check_listen`. `on_exit` is
     called when the server ends, asked to or not: a process stops when its edge does.
     """
 
@@ -92,7 +125,7 @@ class EdgeServer:
         if self._on_exit is not None:
             on_exit = self._on_exit
             self._task.add_done_callback(lambda _: on_exit())
-        await asyncio.sleep(0)  # let hypercorn begin binding
+        await asyncio.sleep(0)  # let the server begin
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -101,12 +134,24 @@ class EdgeServer:
             await task
 
     async def _serve(self) -> None:
+        sock = bind(self.settings.http)  # lost the race for the port since check_listen?
+        config = serving_config(self.app, cert=self.settings.tls_cert, key=self.settings.tls_key)
+        server = _Server(config)
+
         async def shutdown_trigger() -> None:
             await self._stopping.wait()
-            close_streams(self.app)
+            try:
+                close_streams(self.app)
+            finally:
+                server.should_exit = True
 
-        http = self.settings.http
+        trigger = asyncio.get_running_loop().create_task(shutdown_trigger(), name="edge:stop")
         try:
-            await serve(self.app, _hypercorn(self.settings), shutdown_trigger=shutdown_trigger)
-        except OSError as exc:  # lost the race for the port since check_listen
-            raise ConfigError(f"GOVBUS_HTTP: cannot listen on {http}: {exc.strerror}") from None
+            await server.serve(sockets=[sock])
+        except SystemExit:  # uvicorn's way of saying the app's startup failed (it logged why)
+            raise RuntimeError(
+                "the edge did not start: its startup failed (the reason is logged above)"
+            ) from None
+        finally:
+            trigger.cancel()
+            sock.close()
