@@ -63,7 +63,7 @@ def flatten_targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         value = _get(results, figure)
         if value is not None:
             met = value >= limit if relation == ">=" else value <= limit
-            out[name] = {"value": round(value, 1), "met": met}
+            out[name] = {"value": round(value, 3), "met": met}
     return out
 
 
@@ -138,7 +138,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append("")
         lines.append("targets:")
         for name, t in targets.items():
-            figure = f"{t['ratio']:.2f}x" if "ratio" in t else f"{t['value']:,.0f}"
+            figure = f"{t['ratio']:.2f}x" if "ratio" in t else _fmt(t["value"])
             lines.append(f"  {'met    ' if t['met'] else 'NOT met'}  {name:<36} {figure}")
     return "\n".join(lines)
 
