@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
 import signal
 import socket
 import statistics
@@ -57,13 +56,6 @@ def _govbus() -> str:
 
 def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
-
-
-def _raise_fd_limit(needed: int) -> None:
-    """The edge holds a connection a watcher: it inherits this process's limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
 
 
 @contextlib.contextmanager
@@ -195,7 +187,6 @@ async def run_edge(url: str, *, quick: bool, log: Callable[[str], None]) -> dict
 
     require_wrk()
     seconds, rounds = (2, 1) if quick else (8, 3)
-    _raise_fd_limit(WATCHERS + 1024)
     port, bare_port, hyper_port = _free_port(), _free_port(), _free_port()
     token = mint_token(list(SCOPES), secret=SECRET, ttl_s=3600)
     headers = {"Authorization": f"Bearer {token}"}

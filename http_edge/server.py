@@ -27,7 +27,15 @@ from http_edge.tls import check_tls
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EdgeServer", "bind", "check_edge", "check_listen", "edge_address", "serving_config"]
+__all__ = [
+    "EdgeServer",
+    "bind",
+    "check_edge",
+    "check_listen",
+    "edge_address",
+    "raise_fd_limit",
+    "serving_config",
+]
 
 GRACEFUL_S = 3
 """How long in-flight requests may take to finish once the edge is asked to stop."""
@@ -60,6 +68,24 @@ def bind(http: str) -> socket.socket:
 def check_listen(http: str) -> None:
     """Raise `ConfigError` naming GOVBUS_HTTP if nothing can listen on `http` (in use, ...)."""
     bind(http).close()
+
+
+def raise_fd_limit() -> int:
+    """Let the process hold as many connections as the system allows it: the soft limit on
+    open files goes up to the hard one (Linux's soft default, 1,024, would refuse the
+    thousands of blocking watchers an edge holds). Returns the limit now in force."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to raise
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:  # a sandbox may refuse; the soft limit stays
+            log.debug("cannot raise the open-files limit: %s", exc)
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft
 
 
 def edge_address(settings: Settings) -> str:
@@ -134,6 +160,7 @@ class EdgeServer:
             await task
 
     async def _serve(self) -> None:
+        raise_fd_limit()  # a connection per blocking watcher
         sock = bind(self.settings.http)  # lost the race for the port since check_listen?
         config = serving_config(self.app, cert=self.settings.tls_cert, key=self.settings.tls_key)
         server = _Server(config)

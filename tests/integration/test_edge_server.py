@@ -4,6 +4,8 @@ port is one `ConfigError`, IPv6 addresses listen, and every process runs on uvlo
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 import signal
 import socket
 
@@ -88,6 +90,22 @@ async def test_a_port_taken_after_the_check_is_one_config_error(unique):
         f"GOVBUS_HTTP: cannot listen on 127.0.0.1:{port}: Address already in use"
     )
     assert counts == {"before": 0, "after": 0}
+
+
+async def test_the_edge_raises_its_open_files_limit_for_its_watchers(unique):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = len(os.listdir("/proc/self/fd")) + 256  # room for what this test opens
+    assert hard > low, "the hard limit leaves nothing to raise"
+    port = free_port()
+    app, _ = counting_edge(unique, f"127.0.0.1:{port}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        server = EdgeServer(app, load_settings(http=f"127.0.0.1:{port}"))
+        await server.start()
+        await eventually(lambda: resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard)
+        await server.stop()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_a_process_runs_on_uvloop():
