@@ -67,9 +67,10 @@ async def wrk(
     report = json.loads(lines[-1].removeprefix("WRKJSON "))
     errors = {k: report[k] for k in ("connect", "read", "write", "status", "timeout") if report[k]}
     if errors or not report["requests"]:
+        sample = await _sample(url, headers or {}) if "status" in errors else ""
         raise LoadError(
             f"wrk on {url}: {report['requests']} requests, errors {errors or 'none answered'}"
-            f" (status = answers >= 400)"
+            f" (status: answers >= 400){sample}"
         )
     return {
         "per_s": report["requests"] / (report["duration_us"] / 1e6),
@@ -77,6 +78,18 @@ async def wrk(
         "p99_ms": report["p99_us"] / 1000,
         "requests": float(report["requests"]),
     }
+
+
+async def _sample(url: str, headers: dict[str, str]) -> str:
+    """One answer of `url`, to say what the failing answers were (wrk only counts them)."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(headers=headers, timeout=5) as client:
+            r = await client.get(url)
+    except httpx.HTTPError as exc:
+        return f"; a request of its own failed: {exc!r}"
+    return f"; one of them: {r.status_code} {r.text[:300]}"
 
 
 def _self_check() -> None:  # pragma: no cover - `python -m benchmarks._wrk URL`
