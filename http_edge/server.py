@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 from quart import Quart
 
-from bus.errors import ConfigError
+from bus.errors import BusError, ConfigError
 from bus.settings import Settings
 from http_edge.auth import Authenticator
 from http_edge.stream import close_streams
@@ -112,6 +112,24 @@ def serving_config(app: Any, *, cert: str | None = None, key: str | None = None)
     )
 
 
+def _startup_failures(app: Any, failures: list[str]) -> Any:
+    """`app`, noting why its lifespan startup failed (uvicorn only logs it, then exits)."""
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def noting(message: Any) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                failures.append(message.get("message") or "see the log above")
+            await send(message)
+
+        await app(scope, receive, noting)
+
+    return asgi
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its signal handlers: SIGTERM and SIGINT belong to the process
     (`bus.process.run_until_signal`), which stops the edge through `EdgeServer.stop`."""
@@ -127,7 +145,8 @@ class EdgeServer:
 
     `stop()` ends the open event streams (they would hold the shutdown up), lets in-flight
     requests finish (up to `GRACEFUL_S`) and raises what made the server fail, e.g. a
-    `ConfigError` when another process took the port since `check_listen`. `on_exit` is
+    `ConfigError` when another process took the port since `check_listen`, a `BusError` when
+    the app's startup (`before_serving`: the bus's RPC) failed. `on_exit` is
     called when the server ends, asked to or not: a process stops when its edge does.
     """
 
@@ -162,7 +181,9 @@ class EdgeServer:
     async def _serve(self) -> None:
         raise_fd_limit()  # a connection per blocking watcher
         sock = bind(self.settings.http)  # lost the race for the port since check_listen?
-        config = serving_config(self.app, cert=self.settings.tls_cert, key=self.settings.tls_key)
+        failures: list[str] = []
+        app = _startup_failures(self.app, failures)
+        config = serving_config(app, cert=self.settings.tls_cert, key=self.settings.tls_key)
         server = _Server(config)
 
         async def shutdown_trigger() -> None:
@@ -175,10 +196,9 @@ class EdgeServer:
         trigger = asyncio.get_running_loop().create_task(shutdown_trigger(), name="edge:stop")
         try:
             await server.serve(sockets=[sock])
-        except SystemExit:  # uvicorn's way of saying the app's startup failed (it logged why)
-            raise RuntimeError(
-                "the edge did not start: its startup failed (the reason is logged above)"
-            ) from None
+        except SystemExit:  # uvicorn's way of saying the app's startup failed
+            reason = "; ".join(failures) or "its startup failed (see the log above)"
+            raise BusError(f"the edge did not start: {reason}") from None
         finally:
             trigger.cancel()
             sock.close()

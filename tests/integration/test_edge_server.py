@@ -13,7 +13,7 @@ import httpx
 import pytest
 from quart import Quart
 
-from bus.errors import ConfigError
+from bus.errors import BusError, ConfigError
 from bus.process import run_process
 from bus.settings import load_settings
 from http_edge import create_app
@@ -106,6 +106,25 @@ async def test_the_edge_raises_its_open_files_limit_for_its_watchers(unique):
         await server.stop()
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_a_failed_startup_is_one_error_naming_its_reason(unique):
+    port = free_port()
+    app, _ = counting_edge(unique, f"127.0.0.1:{port}")
+
+    @app.before_serving
+    async def refuse() -> None:
+        raise BusError("the broker went away")
+
+    exits: list[bool] = []
+    server = EdgeServer(
+        app, load_settings(http=f"127.0.0.1:{port}"), on_exit=lambda: exits.append(True)
+    )
+    await server.start()
+    await eventually(lambda: exits == [True], what="on_exit after the failed startup")
+    with pytest.raises(BusError) as caught:
+        await server.stop()
+    assert str(caught.value) == "the edge did not start: the broker went away"
 
 
 def test_a_process_runs_on_uvloop():
