@@ -15,6 +15,10 @@ TARGETS: list[tuple[str, str, str, str, float]] = [
     ("events >= 2x FastStream", "events.per_s", "faststream", ">=", 2.0),
     ("rpc p50 <= 1.2x raw aio-pika", "rpc.p50_ms", "aiopika", "<=", 1.2),
     ("64-in-flight rpc >= 2x FastStream", "rpc.concurrent_per_s", "faststream", ">=", 2.0),
+    # issue 12: a registry read through the edge against the edge's own /hello and against
+    # bare Quart serving the same JSON on the same HTTP stack (uvicorn, uvloop, httptools)
+    ("edge read >= 0.7x the edge's /hello", "edge.per_s", "hello", ">=", 0.7),
+    ("edge read >= 0.6x bare Quart", "edge.per_s", "baseline", ">=", 0.6),
 ]
 # (name, figure, relation, limit)
 ABSOLUTE: list[tuple[str, str, str, float]] = [
@@ -31,6 +35,8 @@ ABSOLUTE: list[tuple[str, str, str, float]] = [
     ("history query <= 1,000 ms (1M events)", "history.query_ms", "<=", 1000.0),
     ("HTTP checks >= 2,000/s", "checks.http_per_s", ">=", 2000.0),
     ("DNS >= 5,000 queries/s", "dns.per_s", ">=", 5000.0),
+    ("sequential edge read p50 <= 1 ms", "edge.govbus.p50_ms", "<=", 1.0),
+    ("2,000 watchers notified <= 2 s", "edge.govbus.watchers_notify_s", "<=", 2.0),
 ]
 
 
@@ -58,7 +64,7 @@ def flatten_targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         value = _get(results, figure)
         if value is not None:
             met = value >= limit if relation == ">=" else value <= limit
-            out[name] = {"value": round(value, 1), "met": met}
+            out[name] = {"value": round(value, 3), "met": met}
     return out
 
 
@@ -92,9 +98,15 @@ def table(results: dict[str, Any]) -> str:
             line += f"{ratio:>{width}}"
         lines.append(line)
     extra = [
-        ("edge per_s", "edge.govbus.per_s"),
-        ("edge p50_ms", "edge.govbus.p50_ms"),
-        ("edge p99_ms", "edge.govbus.p99_ms"),
+        ("edge per_s (wrk, 16 conns)", "edge.govbus.per_s"),
+        ("  p50_ms (sequential)", "edge.govbus.p50_ms"),
+        ("  p99_ms (sequential)", "edge.govbus.p99_ms"),
+        ("  consistent=1 per_s", "edge.consistent.per_s"),
+        ("  consistent=1 p50_ms", "edge.consistent.p50_ms"),
+        ("  the edge's /hello per_s", "edge.hello.per_s"),
+        ("  bare Quart, uvicorn per_s", "edge.baseline.per_s"),
+        ("  bare Quart, hypercorn per_s", "edge.hypercorn.per_s"),
+        ("  2,000 watchers notified s", "edge.govbus.watchers_notify_s"),
         ("registry heartbeats_per_s", "registry.heartbeats_per_s"),
         ("  with 10k instances", "registry.instances_10000.heartbeats_per_s"),
         ("  with 100k instances", "registry.instances_100000.heartbeats_per_s"),
@@ -120,12 +132,16 @@ def table(results: dict[str, Any]) -> str:
     if any(v is not None for _, v in shown):
         lines.append("")
         lines.extend(f"{label:<28}{_fmt(v):>36}" for label, v in shown if v is not None)
+    for section, value in results.items():
+        if isinstance(value, dict) and value.get("errors"):
+            lines.append("")
+            lines.extend(f"ERROR {section}.{k}: {v}" for k, v in value["errors"].items())
     targets = results.get("targets") or {}
     if targets:
         lines.append("")
         lines.append("targets:")
         for name, t in targets.items():
-            figure = f"{t['ratio']:.2f}x" if "ratio" in t else f"{t['value']:,.0f}"
+            figure = f"{t['ratio']:.2f}x" if "ratio" in t else _fmt(t["value"])
             lines.append(f"  {'met    ' if t['met'] else 'NOT met'}  {name:<36} {figure}")
     return "\n".join(lines)
 

@@ -8,6 +8,9 @@ commands and each worker's `python -m` entry all come through it):
 agent running in the same process (`bus.agent`, whose SIGTERM hook is `bus._sigterm`) leaves
 SIGTERM to this shutdown instead of taking it over.
 
+`run_process(main)` is the same from synchronous code (a command's entry point), on uvloop
+where it is installed: the edge serves HTTP and the workers move messages on the faster loop.
+
 `running(bus, build)` is the lifespan of one worker on one connection: connect, build, start;
 on leaving, stop, then disconnect.
 """
@@ -26,7 +29,7 @@ from bus.client import Bus
 from bus.errors import ConfigError
 from bus.worker import Worker
 
-__all__ = ["SIGNALS", "run_until_signal", "running"]
+__all__ = ["SIGNALS", "loop_factory", "run_process", "run_until_signal", "running"]
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 """What ends a process gracefully: `docker stop`, systemd and Kubernetes send SIGTERM, Ctrl-C
@@ -52,6 +55,22 @@ async def run_until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
     finally:
         for sig in SIGNALS:
             loop.remove_signal_handler(sig)
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop where it is installed (not on Windows), else None: asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run_process(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
+    """`run_until_signal(main)` on a new event loop (`loop_factory`), as `asyncio.run` would
+    run it: the process's whole life, from a command's synchronous entry point."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(run_until_signal(main))
 
 
 @contextlib.asynccontextmanager

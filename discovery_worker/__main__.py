@@ -5,13 +5,12 @@ Configuration comes from `GOVBUS_URL` (RabbitMQ by default) and `GOVBUS_DB`.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import sys
 
 from bus.errors import BusError
-from bus.process import run_until_signal
+from bus.process import run_process
 from bus.settings import load_settings
 
 from .process import serve
@@ -21,7 +20,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
     try:
-        asyncio.run(run_until_signal(functools.partial(serve, load_settings())))
+        run_process(functools.partial(serve, load_settings()))
     except BusError as exc:  # includes ConfigError: a bad GOVBUS_* value
         print(f"discovery_worker: error: {exc}", file=sys.stderr)
         return 1

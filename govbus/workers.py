@@ -18,7 +18,7 @@ import typer
 
 from bus.client import Bus
 from bus.errors import BusError, ConfigError
-from bus.process import run_until_signal
+from bus.process import run_process
 from bus.settings import Settings, load_settings
 from govbus.cli import app, fail
 from govbus.components import COMPONENTS, running_component
@@ -81,7 +81,7 @@ def up(
         await _up(settings, minted, stop)
 
     try:
-        asyncio.run(run_until_signal(main))
+        run_process(main)
     except BusError as exc:
         raise fail(str(exc)) from None
 
@@ -161,7 +161,7 @@ def _alone(name: str, settings: Settings, *, queue: str | None = None) -> None:
             await stop.wait()
 
     try:
-        asyncio.run(run_until_signal(main))
+        run_process(main)
     except BusError as exc:
         raise fail(str(exc)) from None
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import aiohttp
 
+from bus.process import loop_factory
 from schemas import Check
 
 from .probes import Verdict, probe
@@ -102,13 +103,7 @@ class ProbeRunner:
 
     def _main(self) -> None:
         # uvloop where it is installed (a faster loop for many connections); asyncio's otherwise.
-        try:
-            import uvloop
-        except ImportError:
-            factory = None
-        else:
-            factory = uvloop.new_event_loop
-        with asyncio.Runner(loop_factory=factory) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(self._serve())
 
     async def _serve(self) -> None:

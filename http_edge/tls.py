@@ -1,6 +1,6 @@
 """HTTPS for the edge: `GOVBUS_TLS_CERT` and `GOVBUS_TLS_KEY`, checked before serving.
 
-hypercorn loads the files itself when it starts; by then a mistake would be a traceback from
+uvicorn loads the files itself when it starts; by then a mistake would be a traceback from
 inside the server. `check_tls` reads them first and turns each way they can be wrong into one
 line naming the variable.
 """
