@@ -112,6 +112,7 @@ class RegistryCache:
         self._slots: dict[str, _Slot] = {}
         self._where: dict[str, str] = {}  # instance id -> the service whose answer lists it
         self._tap: Tap | None = None
+        self._released = False
         self.fetches = 0
         """RPCs made to fill the cache (for metrics and tests)."""
         self.events = 0
@@ -142,6 +143,12 @@ class RegistryCache:
     def live(self) -> bool:
         """Fed by events: only then may an answer be served from here."""
         return self._tap is not None and self._tap.ready
+
+    def release(self) -> None:
+        """Answer every blocking read now, as things stand, and block no more (shutdown)."""
+        self._released = True
+        for slot in self._slots.values():
+            slot.changed.set()
 
     def clear(self) -> None:
         """Drop every answer and wake every blocking read (they ask the worker again)."""
@@ -238,7 +245,7 @@ class RegistryCache:
             answer = await self._read(key, consistent, traceparent)
             consistent = False  # the first answer came from the worker; later ones follow events
             seen = index_of(answer) if isinstance(answer, NotFound) else answer.index
-            if seen > index or loop.time() >= deadline:
+            if seen > index or loop.time() >= deadline or self._released:
                 return answer
             slot.waiting += 1
             try:

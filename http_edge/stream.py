@@ -163,8 +163,10 @@ def _routing_pattern(pattern: str) -> str:
 
 
 def close_streams(app: Quart) -> None:
-    """End every open event stream (before a graceful shutdown, so none holds it up)."""
+    """End every open event stream, and answer every blocking read as it stands (before a
+    graceful shutdown, so none holds it up)."""
     state: Edge = app.extensions["govbus"]
     state.closing = True
     for inbox in state.inboxes:
         inbox.put_nowait(None)
+    state.cache.release()

@@ -9,6 +9,7 @@ import contextlib
 import time
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
 
 from bus.client import Bus
@@ -16,10 +17,12 @@ from bus.settings import load_settings
 from govbus.components import COMPONENTS, running_component
 from http_edge import Limits, create_app
 from http_edge._context import Edge
+from http_edge.server import EdgeServer
 from schemas.registry import Deregister, Heartbeat, Register
 from tests._edge_stack import SECRET, Stack, bearer, edge_stack
 from tests._proxy import TcpProxy
 from tests._wait import eventually
+from tests.e2e._up import free_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -258,3 +261,42 @@ async def test_a_reconnection_empties_the_cache(vhost_url, tmp_path):
         await eventually(lambda: cache.live, what="the cache's tap to come back")
         r = await client.get("/v1/services/web", headers=headers)
         assert r.status_code == 404, await r.get_data()
+
+
+async def test_a_shutdown_answers_blocked_reads_at_once(tmp_path, unique):
+    """A graceful stop does not wait for blocked reads (uvicorn would give them 3 s, then
+    cut them): each gets the answer as it stands."""
+    url = f"memory://{unique}"
+    stored = load_settings(db=f"sqlite+aiosqlite:///{tmp_path / 'discovery'}.db")
+    async with running_component(COMPONENTS["discovery"], url, stored):
+        edge_bus = Bus(url, source="govbus/edge")
+        await edge_bus.start()
+        port = free_port()
+        settings = load_settings(auth="disabled", http=f"127.0.0.1:{port}")
+        server = EdgeServer(create_app(bus=edge_bus, settings=settings), settings)
+        await server.start()
+        try:
+            await edge_bus.publish(
+                Register(service="web", instance_id="web-1", address="10.0.0.1", port=1)
+            )
+            base = f"http://127.0.0.1:{port}/v1/services/web"
+            async with httpx.AsyncClient(timeout=30) as client:
+
+                async def listed() -> httpx.Response | None:
+                    with contextlib.suppress(httpx.TransportError):
+                        r = await client.get(base)
+                        return r if r.status_code == 200 else None
+                    return None
+
+                index = int((await eventually(listed)).headers["X-Govbus-Index"])
+                blocked = asyncio.ensure_future(client.get(f"{base}?index={index}&wait=60s"))
+                cache = server.app.extensions["govbus"].cache
+                await eventually(lambda: cache.watchers == 1, what="the read to block")
+                began = time.monotonic()
+                await server.stop()
+                r = await blocked
+                assert time.monotonic() - began < 2.0  # not uvicorn's 3 s graceful limit
+                assert r.status_code == 200 and int(r.headers["X-Govbus-Index"]) == index
+        finally:
+            await server.stop()
+            await edge_bus.close()
