@@ -84,10 +84,11 @@ class _Slot:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     listed: frozenset[str] = frozenset()  # instance ids the answer lists
     waiting: int = 0  # blocking reads on it
+    encoded: bytes | None = None  # the answer as JSON, once asked for
 
     def drop(self) -> None:
         self.generation += 1
-        self.answer = None
+        self.answer = self.encoded = None
         self.pending = None
         self.changed.set()
         self.changed = asyncio.Event()
@@ -133,6 +134,15 @@ class RegistryCache:
         if tap is not None:
             await tap.close()
         self.clear()
+
+    def encoded(self, answer: ServiceView) -> bytes:
+        """`answer` (of `service`) as JSON: a cached answer is encoded once for all its reads."""
+        slot = self._slots.get(answer.service)
+        if slot is None or slot.answer is not answer:
+            return answer.model_dump_json().encode()
+        if slot.encoded is None:
+            slot.encoded = answer.model_dump_json().encode()
+        return slot.encoded
 
     @property
     def watchers(self) -> int:
@@ -302,7 +312,7 @@ class RegistryCache:
             if slot.generation == generation:
                 slot.pending = None
         if slot.generation == generation:
-            slot.answer, slot.fetched_at = answer, time.monotonic()
+            slot.answer, slot.fetched_at, slot.encoded = answer, time.monotonic(), None
             if isinstance(answer, ServiceView):
                 for listed in slot.listed:
                     if self._where.get(listed) == key:

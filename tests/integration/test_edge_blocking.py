@@ -108,8 +108,9 @@ async def test_a_change_to_another_service_does_not_wake_a_reader(stack):
 
 async def test_many_watchers_cost_one_fetch_per_change(stack):
     await register(stack, "web", "web-1")
-    _, index, _ = await read(stack, "/v1/services/web")
     cache = state(stack).cache
+    await eventually(lambda: cache.events >= 2, what="registered and status_changed to arrive")
+    _, index, _ = await read(stack, "/v1/services/web")
     count = 300
     blocked = [
         asyncio.ensure_future(read(stack, f"/v1/services/web?index={index}&wait=60s"))

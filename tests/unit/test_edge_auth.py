@@ -27,6 +27,7 @@ from bus.settings import load_settings
 from http_edge import ERROR_STATUS, Authenticator, mint_token
 from http_edge.auth import AuthError
 from http_edge.problems import from_bus_error
+from tests._wait import eventually
 
 SECRET = "unit-secret-" + "u" * 32
 
@@ -147,3 +148,25 @@ async def test_a_bad_token_is_refused_in_words_not_in_decoder_details(token, say
     with pytest.raises(AuthError) as caught:
         await auth.scopes(f"Bearer {token}")
     assert str(caught.value) == says
+
+
+async def test_a_token_seen_before_is_not_checked_again_until_it_expires():
+    auth = Authenticator.from_settings(load_settings(auth_secret=SECRET))
+    token = mint_token(["registry:read"], ttl_s=2, secret=SECRET)
+    assert await auth.scopes(f"Bearer {token}") == {"registry:read"}
+    assert await auth.scopes(f"Bearer {token}") == {"registry:read"}  # remembered
+    assert len(auth._verified) == 1
+    # A token refused is never remembered; one remembered still expires at its `exp`.
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(AuthError):
+        await auth.scopes(f"Bearer {forged}")
+    assert list(auth._verified) == [token]
+
+    async def refused() -> str | None:
+        try:
+            await auth.scopes(f"Bearer {token}")
+        except AuthError as exc:
+            return str(exc)
+        return None
+
+    assert await eventually(refused, timeout=5, what="the token to expire") == "token expired"
