@@ -51,6 +51,9 @@ def test_readme_tour_runs_verbatim_against_govbus_up(tmp_path):
         ):
             listings.append([i["instance_id"] for i in decoder.raw_decode(out, at)[0]["instances"]])
         assert listings == [["host-1"], ["host-1", "host-2"]] * 2, out  # the tour runs twice
+        # dig's SRV answer: both hosts (10.0.0.5, 10.0.0.6) on port 22
+        for target in ("0a000005", "0a000006"):
+            assert f"1 1 22 {target}.addr.dc1.consul." in out, out
         for event in ("resource.updated", "registry.instance.deregistered", "resource.deleted"):
             assert f"event: {event}" in out, out
         ids = [line for line in out.splitlines() if line.startswith("id: ")]
