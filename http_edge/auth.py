@@ -75,10 +75,10 @@ class Authenticator:
     algorithm: str = "HS256"
     key: str | bytes = b""
     oidc: OidcVerifier | None = None
-    # Tokens verified lately: token -> (scopes, until). A client sends the same token with
-    # every request, and a signature check costs more than the rest of a cached read (HS256
-    # ~77 us, RS256 ~230 us). Kept until the token's `exp`, and at most `REVERIFY_S`, so a
-    # provider's key rotation reaches tokens already seen within that time.
+    # govbus's own tokens verified lately: token -> (scopes, until). A client sends the same
+    # token with every request, and a signature check costs more than the rest of a cached
+    # read (HS256 ~77 us, RS256 ~230 us). Kept until the token's `exp` (at most `REVERIFY_S`).
+    # Not a provider's: a key it withdraws must stop working as soon as its JWKS says so.
     _verified: dict[str, tuple[frozenset[str], float]] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -127,7 +127,9 @@ class Authenticator:
         seen = self._verified.get(token)
         if seen is not None and now < seen[1]:
             return seen[0]
-        claims = await self._verify(token)
+        if self.oidc is not None and self.oidc.issued(_unverified(token)):
+            return granted(await self.oidc.verify(token))
+        claims = self._verify_own(token)
         scopes = granted(claims)
         if len(self._verified) >= MAX_VERIFIED:
             self._verified.clear()
@@ -136,9 +138,7 @@ class Authenticator:
             self._verified[token] = (scopes, min(float(exp), now + REVERIFY_S))
         return scopes
 
-    async def _verify(self, token: str) -> dict[str, Any]:
-        if self.oidc is not None and self.oidc.issued(_unverified(token)):
-            return await self.oidc.verify(token)
+    def _verify_own(self, token: str) -> dict[str, Any]:
         if not self.key:  # the provider's tokens only
             issuer = self.oidc.issuer if self.oidc is not None else "the configured issuer"
             raise AuthError(f"invalid token: not issued by {issuer}")
