@@ -30,7 +30,7 @@ from schemas import InstanceId, Status, Text
 from schemas.registry import Deregister, Heartbeat, Register
 from schemas.rpc import InstanceRequest, InstanceView, RegistryView, StateRequest
 
-api = Api("consul")
+api = Api("consul", acl=True)
 
 WRITE = "registry:write"
 CONSUL_HEADERS = {
