@@ -38,7 +38,13 @@ CONSUL_HEADERS = {
     "X-Consul-KnownLeader": "always true",
     "X-Consul-LastContact": "always 0",
 }
-DONE = Answer(None, 200, "the event was confirmed by the broker", headers=CONSUL_HEADERS)
+DONE = Answer(
+    None,
+    200,
+    "the event was confirmed by the broker (no body, as Consul)",
+    media="text/plain",
+    headers=CONSUL_HEADERS,
+)
 STATUS: dict[str, Status] = {"pass": "passing", "warn": "warning", "fail": "critical"}
 
 
@@ -57,8 +63,9 @@ async def consul_headers(response: Response) -> Response:
     return response
 
 
-def _done() -> Response:
-    return Response(b"", status=200)
+def done() -> Response:
+    """Consul's answer to a write: 200 with an empty body."""
+    return Response(b"", status=200, content_type="text/plain")
 
 
 ConsulService = Annotated[
@@ -94,7 +101,7 @@ async def consul_register(body: dict[str, Any]) -> Response:
     except ValidationError as exc:
         raise from_validation_error(exc) from None
     await publish(event)
-    return _done()
+    return done()
 
 
 async def _instance(instance_id: str) -> InstanceView:
@@ -115,7 +122,7 @@ async def _instance(instance_id: str) -> InstanceView:
 async def consul_deregister(service_id: str) -> Response:
     view = await _instance(service_id)
     await publish(Deregister(service=view.instance.service, instance_id=service_id))
-    return _done()
+    return done()
 
 
 async def _ttl_owner(check_id: str) -> str:
@@ -152,4 +159,4 @@ async def consul_check_update(verdict: str, check_id: str, query: CheckNote) -> 
             note=query.note,
         )
     )
-    return _done()
+    return done()

@@ -40,7 +40,7 @@ from http_edge._consul_models import (
 from http_edge._context import JSON, call, edge, publish
 from http_edge.api import Answer, Api
 from http_edge.cache import index_of
-from http_edge.consul import CONSUL_HEADERS, WRITE, consul_headers
+from http_edge.consul import CONSUL_HEADERS, DONE, WRITE, consul_headers, done
 from http_edge.problems import Problem
 from schemas import InstanceId, ServiceName
 from schemas.registry import Drain, Instance, Register
@@ -277,7 +277,7 @@ async def consul_agent_service(service_id: str) -> Response:
     scope=WRITE,
     path={"service_id": InstanceId},
     query=MaintenanceQuery,
-    ok=Answer(None, 200, "the event was confirmed by the broker", headers=CONSUL_HEADERS),
+    ok=DONE,
     raises=(404,),
     bus=True,
 )
@@ -300,4 +300,4 @@ async def consul_maintenance(service_id: str, query: MaintenanceQuery) -> Respon
                 checks=[state.check for state in instance.checks],
             )
         )
-    return Response(b"", status=200)
+    return done()

@@ -6,6 +6,9 @@ holds, which no schema can say, and the fuzz keeps its requests clear of those, 
 - a patch can only change fields of the resource's kind: resources created here carry their
   kind in their name (`vm-web`), and a patch to one keeps the fields of that kind. A patch to a
   name no resource has keeps every field (and is a 404 once the edge has validated them all).
+- a read with `?index=N` blocks until the registry passes N or `wait` ends (up to 10 min):
+  `index` is left out of every request, so each read answers at once (blocking reads:
+  tests/e2e/test_consul_reads.py, tests/integration);
 - an instance's checks must have different ids (JSON Schema cannot say that of array items):
   a registration's repeated ids are made unique (a repeat is refused by the schema:
   tests/unit/test_checks_registry.py).
@@ -32,6 +35,8 @@ MAX_NAME = 63
 
 @schemathesis.hook
 def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwargs: Any) -> None:
+    if isinstance(case.query, dict):
+        case.query.pop("index", None)
     body = case.body
     if not isinstance(body, dict):
         return
