@@ -1,19 +1,19 @@
 """Consul's agent API for registration, so Consul clients register with govbus unchanged.
 
 `PUT /v1/agent/service/register` (Consul's body: Go's CamelCase or lowercase keys, `Check` /
-`Checks` of kind HTTP, TCP or TTL; see `_consul_body`), `PUT /v1/agent/service/deregister/<id>`
-and `PUT /v1/agent/check/pass|warn|fail/<check_id>` (TTL checks: a heartbeat with that
-status). Writes become the same events as govbus's own routes. Every answer carries Consul's
-`X-Consul-Index` (at least 1), `X-Consul-KnownLeader` and `X-Consul-LastContact`; the token may
-come as `X-Consul-Token`. This module is the base of the Consul-compatible API: reads
-(catalog, health) join it here.
+`Checks` of kind HTTP, TCP or TTL; see `_consul_body`), `PUT /v1/agent/service/deregister/<id>`,
+`PUT /v1/agent/check/pass|warn|fail/<check_id>` and `/v1/agent/check/update/<check_id>` (TTL
+checks: a heartbeat with that status). Writes become the same events as govbus's own routes.
+Every answer carries Consul's `X-Consul-Index` (at least 1), `X-Consul-KnownLeader` and
+`X-Consul-LastContact`; the token may come as `X-Consul-Token`. The reads are in
+`consul_read`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, ValidationError, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from quart import Response, g, request
 
 from bus.errors import NotFound
@@ -148,15 +148,42 @@ async def _ttl_owner(check_id: str) -> str:
     bus=True,
 )
 async def consul_check_update(verdict: str, check_id: str, query: CheckNote) -> Response:
+    await _ttl_heartbeat(check_id, STATUS[verdict], query.note)
+    return done()
+
+
+async def _ttl_heartbeat(check_id: str, status: Status, note: str) -> None:
     view = await _instance(await _ttl_owner(check_id))
     instance = view.instance
-    status = STATUS[verdict]
     await publish(
         Heartbeat(
-            service=instance.service,
-            instance_id=instance.instance_id,
-            status=status,
-            note=query.note,
+            service=instance.service, instance_id=instance.instance_id, status=status, note=note
         )
     )
+
+
+class CheckUpdateBody(BaseModel):
+    """Go's `checkUpdate` (`Agent.UpdateTTL`): a status and the check's output."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    Status: Literal["passing", "warning", "critical", "pass", "warn", "fail"]
+    Output: Annotated[str, Field(max_length=65_536)] = ""
+
+
+@api.put(
+    "/v1/agent/check/update/<check_id>",
+    "Update a TTL check with a status and output, as Go's Agent.UpdateTTL does "
+    "(publishes registry.heartbeat; the output becomes its note, cut to 1024 characters)",
+    scope=WRITE,
+    path={"check_id": Text},
+    body=CheckUpdateBody,
+    any_media=True,
+    ok=DONE,
+    raises=(404,),
+    bus=True,
+)
+async def consul_check_set(check_id: str, body: CheckUpdateBody) -> Response:
+    status = STATUS.get(body.Status) or cast(Status, body.Status)
+    await _ttl_heartbeat(check_id, status, body.Output.replace("\x00", "")[:1024])
     return done()

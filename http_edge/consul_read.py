@@ -1,12 +1,12 @@
 """Consul's reads (catalog, health, agent) and its service maintenance, on govbus's registry.
 
 `GET /v1/catalog/services`, `/v1/catalog/service/<name>`, `/v1/health/service/<name>`,
-`/v1/health/state/<state>`, `/v1/agent/self`, `/v1/agent/services`,
-`/v1/agent/service/<id>`, and `PUT /v1/agent/service/maintenance/<id>` (a drain, or a
-re-registration that ends it). Service reads come through the edge's cache and block as
-Consul's do (`?index=N&wait=5m`, one index per service); `X-Consul-Index` is the index to
-pass back. Each instance is its own node (`_consul_models`). A `dc` other than this edge's
-datacenter is a 404 naming it.
+`/v1/health/checks/<name>`, `/v1/health/state/<state>`, `/v1/agent/self`,
+`/v1/agent/services`, `/v1/agent/service/<id>`, `/v1/status/leader|peers`, and
+`PUT /v1/agent/service/maintenance/<id>` (a drain, or a re-registration that ends it).
+Service reads come through the edge's cache and block as Consul's do (`?index=N&wait=5m`, one
+index per service); `X-Consul-Index` is the index to pass back. Each instance is its own node
+(`_consul_models`). A `dc` other than this edge's datacenter is a 404 naming it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic_core import to_json
-from quart import Response, g
+from quart import Response, g, request
 
 from bus.errors import NotFound
 from http_edge._consul_models import (
@@ -212,6 +212,26 @@ async def consul_health_service(name: str, query: HealthQuery) -> Response:
 
 
 @api.get(
+    "/v1/health/checks/<name>",
+    "The checks of one service's instances ([] when unknown)",
+    scope=READ,
+    path={"name": ServiceName},
+    query=ConsulQuery,
+    ok=_answer(list[HealthCheck]),
+    raises=(404,),
+    bus=True,
+)
+async def consul_health_checks(name: str, query: ConsulQuery) -> Response:
+    _check_dc(query)
+    view = await _service_view(name, query)
+    if view is None:
+        return _json([])
+    index = _index()
+    wanted = CatalogQuery(**{"node-meta": query.node_meta})
+    return _json([c for i in view.instances if admitted(i, wanted) for c in checks_of(i, index)])
+
+
+@api.get(
     "/v1/health/state/<state>",
     "Every check in a state (any, passing, warning or critical)",
     scope=READ,
@@ -301,3 +321,21 @@ async def consul_maintenance(service_id: str, query: MaintenanceQuery) -> Respon
             )
         )
     return done()
+
+
+@api.get(
+    "/v1/status/leader",
+    "The Raft leader's address, as Consul answers it: this edge (govbus has no Raft)",
+    ok=_answer(str),
+)
+async def consul_status_leader() -> Response:
+    return _json(request.host)
+
+
+@api.get(
+    "/v1/status/peers",
+    "The Raft peers, as Consul answers them: this edge alone",
+    ok=_answer(list[str]),
+)
+async def consul_status_peers() -> Response:
+    return _json([request.host])

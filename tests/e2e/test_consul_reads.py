@@ -72,6 +72,9 @@ def test_py_consul_reads_blocks_and_maintains_against_govbus_up(tmp_path):
         _, critical = client.health.state("critical")
         assert "service:api-2" in [c["CheckID"] for c in critical]
         assert "service:api-1" not in [c["CheckID"] for c in critical]
+        _, checks = client.health.checks("api")
+        assert sorted(c["CheckID"] for c in checks) == ["service:api-1", "service:api-2"]
+        assert client.status.leader() == f"127.0.0.1:{port}"
         index, _ = client.health.service("nope")
         assert int(index) >= 1  # an unknown service: [] with its index, as Consul answers
 
@@ -205,10 +208,14 @@ def go_client_shapes(http: httpx.Client) -> None:
         beta = pool.submit(
             http.get, "/v1/health/service/beta", params={"index": beta_index, "wait": "60000ms"}
         )
-        assert http.put("/v1/agent/check/fail/service:beta-1").status_code == 200
+        # Go's Agent.UpdateTTL: PUT /v1/agent/check/update/<id> {"Status", "Output"}
+        update = {"Status": "critical", "Output": "queue stuck"}
+        r = http.put("/v1/agent/check/update/service:beta-1", json=update)
+        assert r.status_code == 200
         changed = beta.result(timeout=20)
         assert int(changed.headers["X-Consul-Index"]) > int(beta_index)
-        assert changed.json()[0]["Checks"][0]["Status"] == "critical"
+        (check,) = changed.json()[0]["Checks"]
+        assert (check["Status"], check["Output"]) == ("critical", "queue stuck")
         assert alpha().headers["X-Consul-Index"] == index and not blocked.done()
         assert http.put("/v1/agent/check/warn/service:alpha-1").status_code == 200
         woke = blocked.result(timeout=20)
