@@ -293,7 +293,7 @@ async def consul_agent_service(service_id: str) -> Response:
 @api.put(
     "/v1/agent/service/maintenance/<service_id>",
     "Maintenance: enable drains the instance (registry.drain); disable registers it again "
-    "as it is (registry.register), which ends the drain",
+    "as it is (registry.register), which ends a drain",
     scope=WRITE,
     path={"service_id": InstanceId},
     query=MaintenanceQuery,
@@ -306,6 +306,7 @@ async def consul_maintenance(service_id: str, query: MaintenanceQuery) -> Respon
     if query.enable:
         await publish(Drain(service=instance.service, instance_id=service_id))
     else:
+        # Even when it does not look draining: a drain just asked may not be applied yet.
         await publish(
             Register(
                 service=instance.service,
