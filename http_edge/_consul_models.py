@@ -8,6 +8,7 @@ instance's meta as the node's meta (so `?node-meta=k:v` filters on the instance'
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from typing import Annotated, Any, Literal
@@ -233,122 +234,132 @@ class AgentSelf(BaseModel):
 
 
 # --- govbus -> Consul ------------------------------------------------------------------------
+# Plain dicts in the shapes above (building the models costs 3x more per answer); the unit
+# tests validate them against the models, which `/openapi.json` documents.
+
+Json = dict[str, Any]
 
 
+@functools.lru_cache(maxsize=4096)
 def node_id(name: str) -> str:
     """A stable UUID for a node name (Consul's node ids are UUIDs)."""
     return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.govbus"))
 
 
-def _weights(instance: Instance) -> Weights:
-    return Weights(Passing=instance.weight, Warning=1)
+def node_of(instance: Instance, dc: str, index: int) -> Json:
+    """`Node`: the instance as its own node."""
+    address = instance.address
+    return {
+        "ID": node_id(address),
+        "Node": address,
+        "Address": address,
+        "Datacenter": dc,
+        "TaggedAddresses": {"lan": address, "wan": address},
+        "Meta": dict(instance.meta),
+        "CreateIndex": index,
+        "ModifyIndex": index,
+    }
 
 
-def node_of(instance: Instance, dc: str, index: int) -> Node:
-    return Node(
-        ID=node_id(instance.address),
-        Node=instance.address,
-        Address=instance.address,
-        Datacenter=dc,
-        TaggedAddresses={"lan": instance.address, "wan": instance.address},
-        Meta=dict(instance.meta),
-        CreateIndex=index,
-        ModifyIndex=index,
-    )
+def agent_service(instance: Instance, dc: str, index: int) -> Json:
+    """`AgentService`."""
+    return {
+        "Kind": "",
+        "ID": instance.instance_id,
+        "Service": instance.service,
+        "Tags": list(instance.tags),
+        "Meta": dict(instance.meta),
+        "Port": instance.port,
+        "Address": instance.address,
+        "TaggedAddresses": {},
+        "Weights": {"Passing": instance.weight, "Warning": 1},
+        "EnableTagOverride": False,
+        "CreateIndex": index,
+        "ModifyIndex": index,
+        "Datacenter": dc,
+        "Namespace": "default",
+    }
 
 
-def agent_service(instance: Instance, dc: str, index: int) -> AgentService:
-    return AgentService(
-        ID=instance.instance_id,
-        Service=instance.service,
-        Tags=list(instance.tags),
-        Meta=dict(instance.meta),
-        Port=instance.port,
-        Address=instance.address,
-        Weights=_weights(instance),
-        CreateIndex=index,
-        ModifyIndex=index,
-        Datacenter=dc,
-    )
-
-
-def checks_of(instance: Instance, index: int) -> list[HealthCheck]:
-    """The instance's own status as the check `service:<id>` (or its TTL check's own id), a
-    draining instance as Consul's maintenance check, then each of its active checks."""
-
-    def check(
-        check_id: str, name: str, status: Any, kind: str, output: str, *, notes: str = ""
-    ) -> HealthCheck:
-        return HealthCheck(
-            Node=instance.address,
-            CheckID=check_id,
-            Name=name,
-            Status=status,
-            Notes=notes,
-            Output=output,
-            ServiceID=instance.instance_id,
-            ServiceName=instance.service,
-            ServiceTags=list(instance.tags),
-            Type=kind,
-            CreateIndex=index,
-            ModifyIndex=index,
-        )
-
-    found = []
+def checks_of(instance: Instance, index: int) -> list[Json]:
+    """`HealthCheck`s: the instance's own status as the check `service:<id>` (or its TTL
+    check's own id), a draining instance as Consul's maintenance check instead, then each of
+    its active checks."""
+    base = {
+        "Node": instance.address,
+        "ServiceID": instance.instance_id,
+        "ServiceName": instance.service,
+        "ServiceTags": list(instance.tags),
+        "Namespace": "default",
+        "CreateIndex": index,
+        "ModifyIndex": index,
+    }
     if instance.status == "draining":
-        found.append(
-            check(
-                f"{MAINTENANCE_PREFIX}{instance.instance_id}",
-                "Service Maintenance Mode",
-                "critical",
-                "maintenance",
-                "",
-                notes="draining: it takes no new work",
-            )
-        )
+        own = {
+            "CheckID": f"{MAINTENANCE_PREFIX}{instance.instance_id}",
+            "Name": "Service Maintenance Mode",
+            "Status": "critical",
+            "Notes": "draining: it takes no new work",
+            "Output": "",
+            "Type": "maintenance",
+        }
     else:
-        own = instance.meta.get(TTL_CHECK_META) or f"service:{instance.instance_id}"
-        found.append(
-            check(
-                own,
-                f"Service '{instance.service}' check",
-                instance.status,
-                "ttl" if instance.ttl_s > 0 else "",
-                instance.note,
-            )
-        )
+        own = {
+            "CheckID": instance.meta.get(TTL_CHECK_META) or f"service:{instance.instance_id}",
+            "Name": f"Service '{instance.service}' check",
+            "Status": instance.status,
+            "Notes": "",
+            "Output": instance.note,
+            "Type": "ttl" if instance.ttl_s > 0 else "",
+        }
+    found = [{**base, **own}]
     for number, state in enumerate(instance.checks, 1):
         check_id = state.check.id or f"check-{number}"
-        found.append(check(check_id, check_id, state.status, state.check.kind, state.output))
+        found.append(
+            {
+                **base,
+                "CheckID": check_id,
+                "Name": check_id,
+                "Status": state.status,
+                "Notes": "",
+                "Output": state.output,
+                "Type": state.check.kind,
+            }
+        )
     return found
 
 
-def service_entry(instance: Instance, dc: str, index: int) -> ServiceEntry:
-    return ServiceEntry(
-        Node=node_of(instance, dc, index),
-        Service=agent_service(instance, dc, index),
-        Checks=checks_of(instance, index),
-    )
+def service_entry(instance: Instance, dc: str, index: int) -> Json:
+    """`ServiceEntry`: one item of `/v1/health/service/<name>`."""
+    return {
+        "Node": node_of(instance, dc, index),
+        "Service": agent_service(instance, dc, index),
+        "Checks": checks_of(instance, index),
+    }
 
 
-def catalog_service(instance: Instance, dc: str, index: int) -> CatalogService:
-    return CatalogService(
-        ID=node_id(instance.address),
-        Node=instance.address,
-        Address=instance.address,
-        Datacenter=dc,
-        TaggedAddresses={"lan": instance.address, "wan": instance.address},
-        NodeMeta=dict(instance.meta),
-        ServiceID=instance.instance_id,
-        ServiceName=instance.service,
-        ServiceAddress=instance.address,
-        ServiceTags=list(instance.tags),
-        ServiceMeta=dict(instance.meta),
-        ServicePort=instance.port,
-        ServiceWeights=_weights(instance),
-        CreateIndex=index,
-        ModifyIndex=index,
-    )
+def catalog_service(instance: Instance, dc: str, index: int) -> Json:
+    """`CatalogService`: one item of `/v1/catalog/service/<name>`."""
+    address = instance.address
+    return {
+        "ID": node_id(address),
+        "Node": address,
+        "Address": address,
+        "Datacenter": dc,
+        "TaggedAddresses": {"lan": address, "wan": address},
+        "NodeMeta": dict(instance.meta),
+        "ServiceID": instance.instance_id,
+        "ServiceName": instance.service,
+        "ServiceAddress": address,
+        "ServiceTags": list(instance.tags),
+        "ServiceMeta": dict(instance.meta),
+        "ServicePort": instance.port,
+        "ServiceWeights": {"Passing": instance.weight, "Warning": 1},
+        "ServiceEnableTagOverride": False,
+        "Namespace": "default",
+        "CreateIndex": index,
+        "ModifyIndex": index,
+    }
 
 
 def admitted(instance: Instance, query: CatalogQuery) -> bool:

@@ -207,7 +207,7 @@ async def consul_health_service(name: str, query: HealthQuery) -> Response:
     index = _index()
     entries = [service_entry(i, dc, index) for i in view.instances if admitted(i, query)]
     if query.passing:
-        entries = [e for e in entries if all(c.Status == "passing" for c in e.Checks)]
+        entries = [e for e in entries if all(c["Status"] == "passing" for c in e["Checks"])]
     return _json(entries)
 
 
@@ -251,7 +251,7 @@ async def consul_health_state(state: str, query: ConsulQuery) -> Response:
         for instance in view.instances
         if admitted(instance, wanted)
         for check in checks_of(instance, index)
-        if state in ("any", check.Status)
+        if state in ("any", check["Status"])
     ]
     return _json(checks)
 
