@@ -20,7 +20,11 @@ from tests._wait import wait_until
 from tests.e2e._up import GOVBUS, free_port, start_up, stop, wait_ready
 
 SECRET = "consul-reads-" + "r" * 32
-TOKEN = mint_token(list(SCOPES), secret=SECRET)
+
+
+def fresh_token() -> str:
+    # Minted when a test starts: the suite may run longer than a token minted at import lives.
+    return mint_token(list(SCOPES), secret=SECRET)
 
 
 def wait_for(predicate: Callable[[], object], what: str) -> object:
@@ -31,7 +35,7 @@ def wait_for(predicate: Callable[[], object], what: str) -> object:
 def test_py_consul_reads_blocks_and_maintains_against_govbus_up(tmp_path):
     port = free_port()
     proc = start_up(tmp_path, port, GOVBUS_AUTH_SECRET=SECRET)
-    client = consul.Consul(host="127.0.0.1", port=port, token=TOKEN)
+    client = consul.Consul(host="127.0.0.1", port=port, token=fresh_token())
     bad = consul.Consul(host="127.0.0.1", port=port, token="not-a-token")
     try:
         wait_ready(proc, port)
@@ -126,10 +130,11 @@ def edge_processes(vhost_url: str, tmp_path: Path) -> Iterator[str]:
         for args in commands
     ]
     base = f"http://127.0.0.1:{port}"
+    token = fresh_token()
 
     def answered() -> bool:
         try:
-            r = httpx.get(f"{base}/v1/catalog/services", headers={"X-Consul-Token": TOKEN})
+            r = httpx.get(f"{base}/v1/catalog/services", headers={"X-Consul-Token": token})
         except httpx.HTTPError:
             return False
         return r.status_code == 200
@@ -151,7 +156,8 @@ def edge_processes(vhost_url: str, tmp_path: Path) -> Iterator[str]:
 @pytest.mark.rabbitmq
 def test_go_client_request_shapes_and_per_service_blocking(edge_processes):
     base = edge_processes
-    with httpx.Client(base_url=base, headers={"X-Consul-Token": TOKEN}, timeout=30) as http:
+    headers = {"X-Consul-Token": fresh_token()}
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
         go_client_shapes(http)
 
 

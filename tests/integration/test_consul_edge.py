@@ -9,16 +9,16 @@ from http_edge import Limits
 from tests._edge_stack import SECRET, edge_stack, token
 from tests._wait import eventually
 
-CONSUL = {"X-Consul-Token": token()}
-
 
 async def register(client, instance_id: str, meta: dict[str, str]) -> None:
     body = {"Name": "api", "ID": instance_id, "Port": 80, "Address": "10.9.0.1", "Meta": meta}
-    r = await client.put("/v1/agent/service/register", json=body, headers=CONSUL)
+    headers = {"X-Consul-Token": token()}
+    r = await client.put("/v1/agent/service/register", json=body, headers=headers)
     assert r.status_code == 200, await r.get_data()
 
 
 async def test_consul_reads_on_the_edge(tmp_path, unique):
+    consul = {"X-Consul-Token": token()}  # minted now: the suite may run longer than its TTL
     settings = load_settings(auth_secret=SECRET, datacenter="east")
     limits = Limits(request_timeout_s=0.3)
     async with edge_stack(f"memory://{unique}", tmp_path, settings=settings, limits=limits) as s:
@@ -27,43 +27,43 @@ async def test_consul_reads_on_the_edge(tmp_path, unique):
         await register(client, "api-2", {"rack": "r2"})
 
         async def both() -> bool:
-            r = await client.get("/v1/catalog/service/api", headers=CONSUL)
+            r = await client.get("/v1/catalog/service/api", headers=consul)
             return len(await r.get_json()) == 2
 
         await eventually(both, interval=0.01, what="both instances to register")
 
-        self_ = await (await client.get("/v1/agent/self", headers=CONSUL)).get_json()
+        self_ = await (await client.get("/v1/agent/self", headers=consul)).get_json()
         assert self_["Config"]["Datacenter"] == "east"
-        r = await client.get("/v1/catalog/services?dc=dc1", headers=CONSUL)
+        r = await client.get("/v1/catalog/services?dc=dc1", headers=consul)
         assert r.status_code == 404 and "'east'" in (await r.get_json())["detail"]
         assert r.headers["X-Consul-KnownLeader"] == "true"
 
-        r = await client.get("/v1/catalog/services?node-meta=rack:r2", headers=CONSUL)
+        r = await client.get("/v1/catalog/services?node-meta=rack:r2", headers=consul)
         assert await r.get_json() == {"api": []}
-        r = await client.get("/v1/catalog/services?node-meta=rack:r9", headers=CONSUL)
+        r = await client.get("/v1/catalog/services?node-meta=rack:r9", headers=consul)
         assert await r.get_json() == {}
-        r = await client.get("/v1/health/state/any?node-meta=rack:r1", headers=CONSUL)
+        r = await client.get("/v1/health/state/any?node-meta=rack:r1", headers=consul)
         assert [c["ServiceID"] for c in await r.get_json()] == ["api-1"]
-        r = await client.get("/v1/health/state/bogus", headers=CONSUL)
+        r = await client.get("/v1/health/state/bogus", headers=consul)
         assert r.status_code == 422
-        r = await client.get("/v1/agent/services", headers=CONSUL)
+        r = await client.get("/v1/agent/services", headers=consul)
         assert sorted(await r.get_json()) == ["api-1", "api-2"]
-        r = await client.get("/v1/agent/service/api-9", headers=CONSUL)
+        r = await client.get("/v1/agent/service/api-9", headers=consul)
         assert r.status_code == 404
 
         # A blocking read waits its `wait` although the request timeout is shorter: unchanged,
         # it answers 200 with the same index (never a 504).
-        r = await client.get("/v1/health/service/api", headers=CONSUL)
+        r = await client.get("/v1/health/service/api", headers=consul)
         index = r.headers["X-Consul-Index"]
-        r = await client.get(f"/v1/health/service/api?index={index}&wait=1s", headers=CONSUL)
+        r = await client.get(f"/v1/health/service/api?index={index}&wait=1s", headers=consul)
         assert r.status_code == 200 and r.headers["X-Consul-Index"] == index
 
         # Maintenance on and off; an unknown instance is a 404.
-        r = await client.put("/v1/agent/service/maintenance/api-1?enable=true", headers=CONSUL)
+        r = await client.put("/v1/agent/service/maintenance/api-1?enable=true", headers=consul)
         assert r.status_code == 200
 
         async def checks_of_api_1() -> list[str]:
-            r = await client.get("/v1/health/service/api?node-meta=rack:r1", headers=CONSUL)
+            r = await client.get("/v1/health/service/api?node-meta=rack:r1", headers=consul)
             return [c["CheckID"] for e in await r.get_json() for c in e["Checks"]]
 
         await eventually(
@@ -71,14 +71,14 @@ async def test_consul_reads_on_the_edge(tmp_path, unique):
             interval=0.01,
             what="api-1 to enter maintenance",
         )
-        r = await client.put("/v1/agent/service/maintenance/api-1?enable=false", headers=CONSUL)
+        r = await client.put("/v1/agent/service/maintenance/api-1?enable=false", headers=consul)
         assert r.status_code == 200
         await eventually(
             lambda: _is(checks_of_api_1(), ["service:api-1"]),
             interval=0.01,
             what="api-1 to leave maintenance",
         )
-        r = await client.put("/v1/agent/service/maintenance/api-9?enable=true", headers=CONSUL)
+        r = await client.put("/v1/agent/service/maintenance/api-9?enable=true", headers=consul)
         assert r.status_code == 404
 
         # Consul's routes: 403 without a token or with a bad one; govbus's own keep 401.
