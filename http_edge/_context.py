@@ -53,6 +53,10 @@ class Edge:
     owns_bus: bool = False
     history: HistorySource | None = None
     """What answers `/v1/history` (none: the edge keeps no history, 404)."""
+    datacenter: str = "dc1"
+    """The Consul datacenter the edge answers as (`GOVBUS_DATACENTER`)."""
+    node_name: str = "govbus"
+    """The node name `/v1/agent/self` gives (the edge's host name)."""
     # The inbox of every open event stream; `None` in one ends it (shutdown).
     inboxes: set[asyncio.Queue[bytes | None]] = field(default_factory=set)
     closing: bool = False

@@ -34,7 +34,6 @@ from quart import Blueprint, Response, g, request
 
 from http_edge._context import JSON, Edge, edge
 from http_edge.auth import SESSION_COOKIE, AuthError, AuthUnavailable
-from http_edge.models import Blocking
 from http_edge.problems import Problem, from_validation_error
 
 View = Callable[..., Awaitable[Response]]
@@ -76,12 +75,15 @@ class Route:
     raises: frozenset[int]
     bus: bool
     stream: bool
+    acl: bool = False
+    """Consul's ACL answers: a missing or bad token is a 403 ("ACL not found"), not a 401."""
 
     def errors(self) -> list[int]:
         """Every error status this route can answer, from what it declares."""
         found = set(self.raises)
         if self.scope is not None:
-            found |= {401, 403, 503}  # 503: an OpenID provider's keys are out of reach
+            # 503: an OpenID provider's keys are out of reach
+            found |= {403, 503} if self.acl else {401, 403, 503}
         if self.path or self.query is not None:
             found.add(422)
         if self.headers:
@@ -96,8 +98,10 @@ class Route:
 class Api:
     """The routes of one blueprint, declared once for validation and documentation."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, acl: bool = False) -> None:
+        """`acl`: its routes answer as Consul's do for a missing or bad token (403)."""
         self.name = name
+        self.acl = acl
         self.blueprint = Blueprint(name, __name__)
         self.routes: list[Route] = []
 
@@ -146,6 +150,7 @@ class Api:
                 raises=frozenset(raises),
                 bus=bus,
                 stream=stream,
+                acl=self.acl,
             )
             self.routes.append(declared)
             self.blueprint.add_url_rule(rule, operation, _wrap(declared, view), methods=[method])
@@ -177,24 +182,34 @@ def _wrap(declared: Route, view: View) -> View:
     async def handle(**path: str) -> Response:
         state = edge()
         if declared.scope is not None:
-            await _authorize(state, declared.scope)
+            await _authorize(state, declared.scope, acl=declared.acl)
         g.traceparent = _traceparent(request.headers.get("traceparent"))
         budget = state.limits.request_timeout_s
         g.deadline = time.monotonic() + budget
-        inputs = await _inputs(declared, path)
         if declared.stream:
-            return await view(**inputs)
-        query = inputs.get("query")
-        if isinstance(query, Blocking) and query.index is not None:
-            # A blocking read may take its whole wait (and its jitter) before it answers.
-            budget += query.wait * 17 / 16
+            return await view(**await _inputs(declared, path))
         try:
-            async with asyncio.timeout(budget):
+            async with asyncio.timeout(budget) as timer:
+                inputs = await _inputs(declared, path)
+                blocking = _blocking_s(inputs.get("query"))
+                if blocking:
+                    # A blocking read may take its whole wait (and its jitter) first.
+                    budget += blocking
+                    timer.reschedule((timer.when() or 0.0) + blocking)
+                    g.deadline += blocking
                 return await view(**inputs)
         except TimeoutError:
             raise Problem(504, f"no answer within {budget:g} s", slug="timeout") from None
 
     return handle
+
+
+def _blocking_s(query: Any) -> float:
+    """How long a read's query may block (`?index=N&wait=…`: its wait, jittered), else 0."""
+    if getattr(query, "index", None) is None:
+        return 0.0
+    wait = getattr(query, "wait", 0.0)
+    return float(wait) * 17 / 16 if isinstance(wait, int | float) else 0.0
 
 
 def _authorization() -> str | None:
@@ -217,7 +232,7 @@ def _authorization() -> str | None:
     return None
 
 
-async def _authorize(state: Edge, scope: str | tuple[str, ...]) -> None:
+async def _authorize(state: Edge, scope: str | tuple[str, ...], *, acl: bool = False) -> None:
     try:
         granted = await state.auth.scopes(_authorization())
     except AuthUnavailable as exc:
@@ -226,6 +241,8 @@ async def _authorize(state: Edge, scope: str | tuple[str, ...]) -> None:
             503, str(exc), slug="auth-unavailable", headers={"Retry-After": retry}
         ) from None
     except AuthError as exc:
+        if acl:  # Consul: no token, or one it does not know, is "ACL not found" (403)
+            raise Problem(403, f"ACL not found: {exc}", slug="forbidden") from None
         # RFC 6750: a request without credentials gets the bare challenge.
         challenge = (
             _challenge("invalid_token", str(exc))
@@ -239,7 +256,9 @@ async def _authorize(state: Edge, scope: str | tuple[str, ...]) -> None:
         if needed not in granted:
             raise Problem(
                 403,
-                f"the token lacks scope {needed!r}",
+                f"Permission denied: the token lacks scope {needed!r}"
+                if acl
+                else f"the token lacks scope {needed!r}",
                 slug="forbidden",
                 headers={"WWW-Authenticate": _challenge("insufficient_scope", needed)},
             )
@@ -287,9 +306,10 @@ def _validate(adapter: TypeAdapter[Any], value: Any, *, where: str) -> Any:
 def _query(model: type[BaseModel]) -> BaseModel:
     """The query string; a repeated key becomes a list where the model wants one."""
     data: dict[str, Any] = {}
+    aliases = {f.alias: f for f in model.model_fields.values() if f.alias}
     for key in request.args:
         values = request.args.getlist(key)
-        declared = model.model_fields.get(key)
+        declared = aliases.get(key) or model.model_fields.get(key)
         wants_list = declared is not None and get_origin(declared.annotation) is list
         data[key] = values if wants_list else values[-1]
     try:

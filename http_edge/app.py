@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Sequence
 
@@ -13,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from bus.client import Bus
 from bus.errors import BusError
 from bus.settings import Settings, load_settings
-from http_edge import consul, dashboard, ops, registry, resources, stream
+from http_edge import consul, consul_read, dashboard, ops, registry, resources, stream
 from http_edge import history as history_routes
 from http_edge._context import Edge, Limits
 from http_edge.auth import Authenticator
@@ -87,6 +88,8 @@ def create_app(
         ),
         owns_bus=owns_bus,
         history=history,
+        datacenter=settings.datacenter,
+        node_name=socket.gethostname() or "govbus",
     )
     app.extensions["govbus"] = state
     metrics.watch(state.cache)
@@ -98,6 +101,7 @@ def create_app(
         history_routes.api,
         dashboard.api,
         consul.api,
+        consul_read.api,
     ):
         app.register_blueprint(api.blueprint)
         state.routes.extend(api.routes)

@@ -1,19 +1,19 @@
 """Consul's agent API for registration, so Consul clients register with govbus unchanged.
 
 `PUT /v1/agent/service/register` (Consul's body: Go's CamelCase or lowercase keys, `Check` /
-`Checks` of kind HTTP, TCP or TTL; see `_consul_body`), `PUT /v1/agent/service/deregister/<id>`
-and `PUT /v1/agent/check/pass|warn|fail/<check_id>` (TTL checks: a heartbeat with that
-status). Writes become the same events as govbus's own routes. Every answer carries Consul's
-`X-Consul-Index` (at least 1), `X-Consul-KnownLeader` and `X-Consul-LastContact`; the token may
-come as `X-Consul-Token`. This module is the base of the Consul-compatible API: reads
-(catalog, health) join it here.
+`Checks` of kind HTTP, TCP or TTL; see `_consul_body`), `PUT /v1/agent/service/deregister/<id>`,
+`PUT /v1/agent/check/pass|warn|fail/<check_id>` and `/v1/agent/check/update/<check_id>` (TTL
+checks: a heartbeat with that status). Writes become the same events as govbus's own routes.
+Every answer carries Consul's `X-Consul-Index` (at least 1), `X-Consul-KnownLeader` and
+`X-Consul-LastContact`; the token may come as `X-Consul-Token`. The reads are in
+`consul_read`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, ValidationError, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from quart import Response, g, request
 
 from bus.errors import NotFound
@@ -30,7 +30,7 @@ from schemas import InstanceId, Status, Text
 from schemas.registry import Deregister, Heartbeat, Register
 from schemas.rpc import InstanceRequest, InstanceView, RegistryView, StateRequest
 
-api = Api("consul")
+api = Api("consul", acl=True)
 
 WRITE = "registry:write"
 CONSUL_HEADERS = {
@@ -38,7 +38,13 @@ CONSUL_HEADERS = {
     "X-Consul-KnownLeader": "always true",
     "X-Consul-LastContact": "always 0",
 }
-DONE = Answer(None, 200, "the event was confirmed by the broker", headers=CONSUL_HEADERS)
+DONE = Answer(
+    None,
+    200,
+    "the event was confirmed by the broker (no body, as Consul)",
+    media="text/plain",
+    headers=CONSUL_HEADERS,
+)
 STATUS: dict[str, Status] = {"pass": "passing", "warn": "warning", "fail": "critical"}
 
 
@@ -57,8 +63,9 @@ async def consul_headers(response: Response) -> Response:
     return response
 
 
-def _done() -> Response:
-    return Response(b"", status=200)
+def done() -> Response:
+    """Consul's answer to a write: 200 with an empty body."""
+    return Response(b"", status=200, content_type="text/plain")
 
 
 ConsulService = Annotated[
@@ -94,7 +101,7 @@ async def consul_register(body: dict[str, Any]) -> Response:
     except ValidationError as exc:
         raise from_validation_error(exc) from None
     await publish(event)
-    return _done()
+    return done()
 
 
 async def _instance(instance_id: str) -> InstanceView:
@@ -115,7 +122,7 @@ async def _instance(instance_id: str) -> InstanceView:
 async def consul_deregister(service_id: str) -> Response:
     view = await _instance(service_id)
     await publish(Deregister(service=view.instance.service, instance_id=service_id))
-    return _done()
+    return done()
 
 
 async def _ttl_owner(check_id: str) -> str:
@@ -141,15 +148,42 @@ async def _ttl_owner(check_id: str) -> str:
     bus=True,
 )
 async def consul_check_update(verdict: str, check_id: str, query: CheckNote) -> Response:
+    await _ttl_heartbeat(check_id, STATUS[verdict], query.note)
+    return done()
+
+
+async def _ttl_heartbeat(check_id: str, status: Status, note: str) -> None:
     view = await _instance(await _ttl_owner(check_id))
     instance = view.instance
-    status = STATUS[verdict]
     await publish(
         Heartbeat(
-            service=instance.service,
-            instance_id=instance.instance_id,
-            status=status,
-            note=query.note,
+            service=instance.service, instance_id=instance.instance_id, status=status, note=note
         )
     )
-    return _done()
+
+
+class CheckUpdateBody(BaseModel):
+    """Go's `checkUpdate` (`Agent.UpdateTTL`): a status and the check's output."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    Status: Literal["passing", "warning", "critical", "pass", "warn", "fail"]
+    Output: Annotated[str, Field(max_length=65_536)] = ""
+
+
+@api.put(
+    "/v1/agent/check/update/<check_id>",
+    "Update a TTL check with a status and output, as Go's Agent.UpdateTTL does "
+    "(publishes registry.heartbeat; the output becomes its note, cut to 1024 characters)",
+    scope=WRITE,
+    path={"check_id": Text},
+    body=CheckUpdateBody,
+    any_media=True,
+    ok=DONE,
+    raises=(404,),
+    bus=True,
+)
+async def consul_check_set(check_id: str, body: CheckUpdateBody) -> Response:
+    status = STATUS.get(body.Status) or cast(Status, body.Status)
+    await _ttl_heartbeat(check_id, status, body.Output.replace("\x00", "")[:1024])
+    return done()

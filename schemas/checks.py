@@ -125,17 +125,11 @@ Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def _one_kind_schema(schema: dict[str, Any]) -> None:
-    # Exactly one of `http` or `tcp`, each a string when given (null is the same as absent).
-    properties = schema.get("properties", {})
-    for name in ("http", "tcp"):
-        options = properties.get(name, {}).get("anyOf", [])
-        kept = [o for o in options if o.get("type") != "null"]
-        if len(kept) == 1:
-            properties[name] = {
-                **kept[0],
-                **{k: v for k, v in properties[name].items() if k not in ("anyOf", "default")},
-            }
-    schema["oneOf"] = [{"required": ["http"]}, {"required": ["tcp"]}]
+    # Exactly one of `http` or `tcp` is a string; the other is absent or null (answers carry
+    # it as null). The same schema serves requests and answers, so null stays allowed.
+    schema["oneOf"] = [
+        {"required": [name], "properties": {name: {"type": "string"}}} for name in ("http", "tcp")
+    ]
 
 
 class Check(BaseModel):

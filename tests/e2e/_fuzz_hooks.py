@@ -8,9 +8,10 @@ holds, which no schema can say, and the fuzz keeps its requests clear of those, 
   name no resource has keeps every field (and is a 404 once the edge has validated them all).
 - an instance's checks must have different ids (JSON Schema cannot say that of array items):
   a registration's repeated ids are made unique (a repeat is refused by the schema:
-  tests/unit/test_checks_registry.py).
+  tests/unit/test_checks_registry.py);
 - a blocking read (`index` given) would hold its answer for up to its `wait` (10 minutes): it
-  waits `0s` here (tests/integration/test_edge_blocking.py covers blocking).
+  waits `0s` here (blocking: tests/integration/test_edge_blocking.py, test_consul_edge.py and
+  tests/e2e/test_consul_reads.py).
 Each change keeps the request within the document: schemathesis checks that again before it
 sends one.
 
