@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 
 import httpx
 import pytest
@@ -30,6 +31,7 @@ def test_readme_tour_runs_verbatim_against_govbus_up(tmp_path):
         wait_ready(proc, port)
         script = readme_tour().replace("127.0.0.1:8080", f"127.0.0.1:{port}")
         script = script.replace("-p 8600", f"-p {dns}")
+        script = script.replace(".venv/bin/python", sys.executable)  # the tour runs elsewhere
         script += "\nsleep 1.5\nkill $! 2>/dev/null || true\n"
         # twice: the tour leaves the state as it found it, so it can be run again
         run = subprocess.run(
@@ -51,6 +53,8 @@ def test_readme_tour_runs_verbatim_against_govbus_up(tmp_path):
         ):
             listings.append([i["instance_id"] for i in decoder.raw_decode(out, at)[0]["instances"]])
         assert listings == [["host-1"], ["host-1", "host-2"]] * 2, out  # the tour runs twice
+        # py-consul's passing-only health query
+        assert "consul index" in out and "['host-1', 'host-2']" in out, out
         # dig's SRV answer: both hosts (10.0.0.5, 10.0.0.6) on port 22
         for target in ("0a000005", "0a000006"):
             assert f"1 1 22 {target}.addr.dc1.consul." in out, out
