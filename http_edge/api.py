@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-import os
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -126,6 +126,10 @@ class Api:
         """Declare `view` for `method rule`; see the module docstring. `bus`: it asks the bus
         (502/503/504 possible); `stream`: the answer streams (no request timeout); `any_media`:
         the body is JSON whatever its `Content-Type` says (Consul's clients send none)."""
+
+        if query is not None and query.model_config.get("frozen") is not True:
+            # One instance of it serves every request without a query string (`_no_query`).
+            raise TypeError(f"{rule}: the query model {query.__name__} must be frozen")
 
         def declare(view: View) -> View:
             operation = view.__name__
@@ -274,8 +278,13 @@ def _traceparent(header: str | None) -> str:
     if header:
         match = _TRACEPARENT.fullmatch(header.strip().lower())
         if match and set(match.group(1)) != {"0"} and set(match.group(2)) != {"0"}:
-            return f"00-{match.group(1)}-{os.urandom(8).hex()}-{match.group(3)}"
-    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+            return f"00-{match.group(1)}-{_random_hex(64)}-{match.group(3)}"
+    return f"00-{_random_hex(128)}-{_random_hex(64)}-01"
+
+
+def _random_hex(bits: int) -> str:
+    # Trace ids need to be unique, not secret: no system call per request (os.urandom is one).
+    return f"{random.getrandbits(bits) or 1:0{bits // 4}x}"
 
 
 # --- inputs, in the order a client would fix them: path, query, headers, body -------------------
@@ -303,8 +312,16 @@ def _validate(adapter: TypeAdapter[Any], value: Any, *, where: str) -> Any:
         raise from_validation_error(exc, where=where) from None
 
 
+@functools.cache
+def _no_query(model: type[BaseModel]) -> BaseModel:
+    """The model of an empty query string (they are frozen: one serves every request)."""
+    return model.model_validate({})
+
+
 def _query(model: type[BaseModel]) -> BaseModel:
     """The query string; a repeated key becomes a list where the model wants one."""
+    if not request.args:
+        return _no_query(model)
     data: dict[str, Any] = {}
     aliases = {f.alias: f for f in model.model_fields.values() if f.alias}
     for key in request.args:
