@@ -75,7 +75,10 @@ def check_dns(address: str) -> None:
                 s.bind((host, port))
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise ConfigError(f"GOVBUS_DNS: cannot listen on {address}: {reason}") from None
+        raise ConfigError(
+            f"GOVBUS_DNS: cannot listen on {address}: {reason} "
+            "(set GOVBUS_DNS to another HOST:PORT, or to off)"
+        ) from None
 
 
 @dataclass(slots=True)

@@ -83,7 +83,8 @@ def test_a_taken_dns_port_is_one_line(tmp_path):
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert err.splitlines() == [
-        f"govbus: error: GOVBUS_DNS: cannot listen on 127.0.0.1:{port}: Address already in use"
+        f"govbus: error: GOVBUS_DNS: cannot listen on 127.0.0.1:{port}: Address already in use "
+        "(set GOVBUS_DNS to another HOST:PORT, or to off)"
     ], err
     bad = subprocess.run(
         [GOVBUS, "up"],
