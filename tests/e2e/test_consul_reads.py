@@ -95,6 +95,11 @@ def test_py_consul_reads_blocks_and_maintains_against_govbus_up(tmp_path):
         index, _ = client.health.service("api")
         with ThreadPoolExecutor(1) as pool:
             blocked = pool.submit(client.health.service, "api", index=index, wait="60s")
+            metrics = f"http://127.0.0.1:{port}/metrics"
+            wait_for(
+                lambda: "govbus_edge_blocking_reads 1.0" in httpx.get(metrics).text,
+                "the read to block on the edge",
+            )
             again, _ = client.health.service("api")
             assert again == index and not blocked.done()
             assert client.agent.service.deregister("api-2")
