@@ -312,16 +312,16 @@ def _validate(adapter: TypeAdapter[Any], value: Any, *, where: str) -> Any:
         raise from_validation_error(exc, where=where) from None
 
 
-@functools.cache
-def _no_query(model: type[BaseModel]) -> BaseModel:
-    """The model of an empty query string (they are frozen: one serves every request)."""
-    return model.model_validate({})
+# The model of an empty query string, by model: they are frozen, so one serves every request.
+_EMPTY_QUERY: dict[type[BaseModel], BaseModel] = {}
 
 
 def _query(model: type[BaseModel]) -> BaseModel:
     """The query string; a repeated key becomes a list where the model wants one."""
     if not request.args:
-        return _no_query(model)
+        empty = _EMPTY_QUERY.get(model)
+        if empty is not None:
+            return empty
     data: dict[str, Any] = {}
     aliases = {f.alias: f for f in model.model_fields.values() if f.alias}
     for key in request.args:
@@ -330,9 +330,12 @@ def _query(model: type[BaseModel]) -> BaseModel:
         wants_list = declared is not None and get_origin(declared.annotation) is list
         data[key] = values if wants_list else values[-1]
     try:
-        return model.model_validate(data)
-    except ValidationError as exc:
+        query = model.model_validate(data)
+    except ValidationError as exc:  # e.g. a required parameter missing
         raise from_validation_error(exc, where="query") from None
+    if not data:
+        _EMPTY_QUERY[model] = query
+    return query
 
 
 def _header(adapter: TypeAdapter[Any], name: str) -> Any:

@@ -58,7 +58,12 @@ async def test_consul_reads_on_the_edge(tmp_path, unique):
         r = await client.get(f"/v1/health/service/api?index={index}&wait=1s", headers=consul)
         assert r.status_code == 200 and r.headers["X-Consul-Index"] == index
 
-        # Maintenance on and off; an unknown instance is a 404.
+        # Maintenance on and off; an unknown instance is a 404; `enable` is required (twice:
+        # an empty query string is validated, then remembered, never taken as valid).
+        for _ in range(2):
+            r = await client.put("/v1/agent/service/maintenance/api-1", headers=consul)
+            assert r.status_code == 422
+            assert [e["field"] for e in (await r.get_json())["errors"]] == ["query.enable"]
         r = await client.put("/v1/agent/service/maintenance/api-1?enable=true", headers=consul)
         assert r.status_code == 200
 
