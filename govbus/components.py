@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from bus.client import Bus
+from bus.errors import ConfigError
 from bus.process import running
 from bus.settings import Settings
 from bus.worker import Worker
@@ -112,7 +113,18 @@ def _check_edge(settings: Settings) -> None:
     dns = settings.dns_address(embedded=False)
     if dns is not None:
         check_dns(dns)
+        if _same_port(dns, settings.http):  # each is free alone, but DNS's TCP needs the port
+            raise ConfigError(
+                f"GOVBUS_DNS: {dns} takes the port of GOVBUS_HTTP ({settings.http}): "
+                "DNS answers over TCP too; choose another port"
+            )
     check_store(settings.db)  # the history keeps its log there
+
+
+def _same_port(a: str, b: str) -> bool:
+    (host_a, _, port_a), (host_b, _, port_b) = a.rpartition(":"), b.rpartition(":")
+    anywhere = {"0.0.0.0", "[::]", "::"}
+    return port_a == port_b and (host_a == host_b or bool({host_a, host_b} & anywhere))
 
 
 def _describe_edge(launch: Launch) -> str:

@@ -96,6 +96,22 @@ def test_a_taken_dns_port_is_one_line(tmp_path):
         timeout=30,
     )
     assert bad.returncode != 0 and "GOVBUS_DNS" in bad.stderr, bad.stderr
+    # Each port free alone, but one for both: refused before anything starts, in one line.
+    http = f"127.0.0.1:{free_port()}"
+    same = subprocess.run(
+        [GOVBUS, "up"],
+        check=False,
+        env={"GOVBUS_DNS": http, "GOVBUS_HTTP": http},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert same.returncode == 1 and same.stdout == "", same.stdout
+    assert same.stderr.splitlines() == [
+        f"govbus: error: GOVBUS_DNS: {http} takes the port of GOVBUS_HTTP ({http}): "
+        "DNS answers over TCP too; choose another port"
+    ], same.stderr
 
 
 class _Named(BaseHTTPRequestHandler):
