@@ -92,14 +92,15 @@ class Settings(BaseSettings):
     @field_validator("dns", mode="before")
     @classmethod
     def _check_dns(cls, value: object) -> object:
-        if value is None or (isinstance(value, str) and value.strip() == ""):
+        text = "" if value is None else str(value).strip()
+        if not text:
             return None
-        if str(value).strip() == "off":
+        if text.lower() == "off":
             return "off"  # no DNS interface, also for `govbus up`
-        host, sep, port = str(value).rpartition(":")
+        host, sep, port = text.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("must be HOST:PORT (e.g. 127.0.0.1:8600) or off")
-        return value
+        return text
 
     @field_validator("dns_domain", "datacenter")
     @classmethod

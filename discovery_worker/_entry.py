@@ -126,6 +126,7 @@ def entry_from_register(event: Register, at: int) -> Entry:
         deregister_after_s=event.deregister_after_s,
         registered_at=at,
         last_heartbeat=at,
+        reported=event.status,
         checks={
             str(check.id): CheckState.model_construct(check=check, status="critical", output="")
             for check in event.checks

@@ -138,7 +138,7 @@ class Registry:
                 entry = old
                 entry.update_from(new)
             entry.last_heartbeat = max(entry.last_heartbeat, at)
-            entry.reported, entry.draining, entry.load, entry.note = "passing", False, None, ""
+            entry.reported, entry.draining, entry.load, entry.note = event.status, False, None, ""
             self._unmiss(entry)
             entry.status = entry.health()
             self._touch(entry, listed=changed or previous != entry.status)

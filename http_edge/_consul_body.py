@@ -17,6 +17,10 @@ _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _CHECK_ID = re.compile(r"[^A-Za-z0-9._-]+")
 _OTHER_KINDS = ("grpc", "script", "args", "dockercontainerid", "h2ping", "udp", "aliasservice")
+TTL_STATUSES = ("passing", "warning", "critical")
+NEVER_S = 7 * 86_400.0
+"""Without `DeregisterCriticalServiceAfter` Consul never removes a service whose TTL check is
+critical; govbus's longest wait is 7 days."""
 TTL_CHECK_META = "consul-ttl-check"
 """Meta key keeping a TTL check's own id, when it is not Consul's default `service:<id>`."""
 
@@ -68,6 +72,11 @@ def _check(raw: Any, field: str, service_id: str) -> tuple[dict[str, Any] | None
     if get("ttl") is not None:
         extra["ttl_s"] = duration_s(get("ttl"), name_of("ttl"))
         extra["ttl_check_id"] = str(check_id or f"service:{service_id}")
+        # Consul's checks start critical until their first pass, unless `Status` says.
+        status = get("status")
+        if status is not None and status not in TTL_STATUSES:
+            raise ConsulInvalid(name_of("status"), "must be passing, warning or critical")
+        extra["status"] = status or "critical"
         return None, extra
     if get("http") is None and get("tcp") is None:
         kinds = sorted(
@@ -130,19 +139,10 @@ def register_payload(body: Any, *, default_address: str) -> dict[str, Any]:
         if not isinstance(many, list):
             raise ConsulInvalid(keys["checks"][0], "must be a list")
         raw_checks += [(f"{keys['checks'][0]}.{i}", c) for i, c in enumerate(many)]
-    checks, ttls, deregister, ttl_ids = [], [], [], []
-    for field, raw in raw_checks:
-        check, extra = _check(raw, field, service_id)
-        if check is not None:
-            checks.append(check)
-        if "ttl_s" in extra:
-            ttls.append(extra["ttl_s"])
-            ttl_ids.append(extra["ttl_check_id"])
-        if "deregister_after_s" in extra:
-            deregister.append(extra["deregister_after_s"])
+    checks, ttl, deregister = _checks(raw_checks, service_id)
     meta = dict(get("meta") or {}) if isinstance(get("meta") or {}, dict) else get("meta")
-    if ttl_ids and ttl_ids[0] != f"service:{service_id}" and isinstance(meta, dict):
-        meta[TTL_CHECK_META] = ttl_ids[0]
+    if ttl and ttl["ttl_check_id"] != f"service:{service_id}" and isinstance(meta, dict):
+        meta[TTL_CHECK_META] = ttl["ttl_check_id"]
     payload: dict[str, Any] = {
         "service": name,
         "instance_id": service_id,
@@ -152,16 +152,41 @@ def register_payload(body: Any, *, default_address: str) -> dict[str, Any]:
         "meta": meta,
         "checks": checks,
         # A TTL check is the instance's heartbeat TTL; without one, checks alone decide.
-        "ttl_s": min(ttls) if ttls else 0,
+        "ttl_s": ttl["ttl_s"] if ttl else 0,
     }
+    if ttl:
+        payload["status"] = ttl["status"]
     if deregister:
         payload["deregister_after_s"] = min(deregister)
+    elif ttl:
+        payload["deregister_after_s"] = NEVER_S
     weights = get("weights")
     if isinstance(weights, dict):
         passing = _fold(weights).get("passing")
         if passing is not None:
             payload["weight"] = passing[1]
     return payload
+
+
+def _checks(
+    raw_checks: list[tuple[str, Any]], service_id: str
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[float]]:
+    """Consul's checks -> govbus's checks, the TTL check's terms (empty: none), and every
+    `DeregisterCriticalServiceAfter` given."""
+    checks: list[dict[str, Any]] = []
+    ttl: dict[str, Any] = {}
+    deregister: list[float] = []
+    for field, raw in raw_checks:
+        check, extra = _check(raw, field, service_id)
+        if check is not None:
+            checks.append(check)
+        if "ttl_s" in extra:
+            if ttl:  # one TTL an instance: two would disagree on which one a pass updates
+                raise ConsulInvalid(field, "a second TTL check (govbus keeps one per service)")
+            ttl = extra
+        if "deregister_after_s" in extra:
+            deregister.append(extra["deregister_after_s"])
+    return checks, ttl, deregister
 
 
 def ttl_check_instance(check_id: str) -> str | None:

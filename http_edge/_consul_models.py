@@ -74,6 +74,13 @@ NodeMeta = Annotated[
 Datacenter = Annotated[str, Field(min_length=1, max_length=63)]
 
 
+class AgentQuery(BaseModel):
+    """The agent's own lists take no parameter govbus can honour (`filter` expressions,
+    namespaces): any is a 422 naming it, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class ConsulQuery(BaseModel):
     """What every Consul read takes: a blocking read (`index`, `wait`: default 5 minutes, at
     most 10), consistency flags, `dc` and `node-meta`. `near` is taken and ignored (no

@@ -155,6 +155,12 @@ async def consul_check_update(verdict: str, check_id: str, query: CheckNote) -> 
 async def _ttl_heartbeat(check_id: str, status: Status, note: str) -> None:
     view = await _instance(await _ttl_owner(check_id))
     instance = view.instance
+    if instance.ttl_s == 0:  # its checks alone decide: a pass would change nothing
+        raise NotFound(
+            f"no TTL check {check_id!r}: {instance.instance_id!r} has none (its HTTP or TCP "
+            "checks decide its status)",
+            {"check_id": check_id},
+        )
     await publish(
         Heartbeat(
             service=instance.service, instance_id=instance.instance_id, status=status, note=note

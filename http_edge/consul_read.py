@@ -21,6 +21,7 @@ from http_edge._consul_models import (
     CONSUL_VERSION,
     AgentConfig,
     AgentMember,
+    AgentQuery,
     AgentSelf,
     AgentService,
     CatalogQuery,
@@ -69,7 +70,7 @@ def _json(data: object) -> Response:
 
 def _check_dc(query: ConsulQuery) -> str:
     here = edge().datacenter
-    if query.dc is not None and query.dc != here:
+    if query.dc is not None and query.dc.lower() != here:  # names are case-blind in DNS
         raise Problem(
             404,
             f"no path to datacenter {query.dc!r}: this is datacenter {here!r}",
@@ -113,8 +114,8 @@ def _index() -> int:
 
 @api.get(
     "/v1/agent/self",
-    "The agent's configuration and member (Consul's shape; govbus is one server)",
-    scope=READ,
+    "The agent's configuration and member (Consul's shape; govbus is one server). Public: "
+    "py-consul asks it without a token, and it names only the datacenter and the node",
     ok=_answer(AgentSelf),
 )
 async def consul_agent_self() -> Response:
@@ -260,10 +261,11 @@ async def consul_health_state(state: str, query: ConsulQuery) -> Response:
     "/v1/agent/services",
     "Every registered instance by id (govbus's agent knows them all)",
     scope=READ,
+    query=AgentQuery,
     ok=_answer(dict[str, AgentService]),
     bus=True,
 )
-async def consul_agent_services() -> Response:
+async def consul_agent_services(query: AgentQuery) -> Response:
     view = await call("discovery.state", StateRequest(), RegistryView)
     g.consul_index = view.index
     dc = edge().datacenter
@@ -281,11 +283,12 @@ async def _instance(instance_id: str) -> Instance:
     "One registered instance",
     scope=READ,
     path={"service_id": InstanceId},
+    query=AgentQuery,
     ok=_answer(AgentService),
     raises=(404,),
     bus=True,
 )
-async def consul_agent_service(service_id: str) -> Response:
+async def consul_agent_service(service_id: str, query: AgentQuery) -> Response:
     instance = await _instance(service_id)
     return _json(agent_service(instance, edge().datacenter, _index()))
 

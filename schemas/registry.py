@@ -74,6 +74,9 @@ class Register(Event):
     ttl_s: TtlS = 30.0
     deregister_after_s: DeregisterAfterS = 90.0
     weight: Weight = 1
+    status: Status = "passing"
+    """What it reports at registration, as a first heartbeat would (Consul's TTL checks start
+    `critical` until their first pass); its checks may make it worse."""
     checks: Checks = []
     """Active health checks (`schemas.checks.Check`): a checked instance starts `critical`
     until its checks pass."""

@@ -178,7 +178,8 @@ def go_client_shapes(http: httpx.Client) -> None:
             "Address": "10.2.0.1",
             "Meta": meta,
             "Weights": {"Passing": 3, "Warning": 1},
-            "Check": {"CheckID": f"service:{instance_id}", "TTL": "30s"},
+            # Status: the check's first status (Consul's default, and govbus's, is critical)
+            "Check": {"CheckID": f"service:{instance_id}", "TTL": "30s", "Status": "passing"},
         }
         r = http.put("/v1/agent/service/register", json=body)
         assert r.status_code == 200, r.text

@@ -54,7 +54,10 @@ def test_py_consul_registers_with_checks(tmp_path):
         # A TTL check: heartbeats, with a status, through /v1/agent/check/*.
         ttl = consul.Check.ttl("30s")
         assert client.agent.service.register("cron", service_id="cron-1", port=1, check=ttl)
-        wait_for(lambda: status_of("cron") == "passing", "cron to register")
+        # As Consul's: a TTL check is critical until its first pass.
+        wait_for(lambda: status_of("cron") == "critical", "cron to register, critical")
+        assert client.agent.check.ttl_pass("service:cron-1")
+        wait_for(lambda: status_of("cron") == "passing", "the first pass")
         assert client.agent.check.ttl_fail("service:cron-1", notes="disk full")
         wait_for(lambda: status_of("cron") == "critical", "the TTL check to fail")
         assert client.agent.check.ttl_pass("service:cron-1")

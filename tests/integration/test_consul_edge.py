@@ -32,11 +32,21 @@ async def test_consul_reads_on_the_edge(tmp_path, unique):
 
         await eventually(both, interval=0.01, what="both instances to register")
 
-        self_ = await (await client.get("/v1/agent/self", headers=consul)).get_json()
+        # agent/self is public: py-consul asks it without its token
+        self_ = await (await client.get("/v1/agent/self")).get_json()
         assert self_["Config"]["Datacenter"] == "east"
         r = await client.get("/v1/catalog/services?dc=dc1", headers=consul)
         assert r.status_code == 404 and "'east'" in (await r.get_json())["detail"]
         assert r.headers["X-Consul-KnownLeader"] == "true"
+        r = await client.get("/v1/catalog/services?dc=EAST", headers=consul)
+        assert r.status_code == 200  # datacenter names are case-blind, as DNS names
+        # A filter expression is not honoured: said, never silently ignored.
+        r = await client.get('/v1/agent/services?filter=Service=="api"', headers=consul)
+        assert r.status_code == 422 and r.headers["X-Consul-Index"]
+        assert [e["field"] for e in (await r.get_json())["errors"]] == ["query.filter"]
+        # These instances have no TTL check: passing one is a 404, not a silent 200.
+        r = await client.put("/v1/agent/check/pass/service:api-1", headers=consul)
+        assert r.status_code == 404 and "has none" in (await r.get_json())["detail"]
 
         r = await client.get("/v1/catalog/services?node-meta=rack:r2", headers=consul)
         assert await r.get_json() == {"api": []}

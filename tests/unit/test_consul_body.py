@@ -41,6 +41,21 @@ def test_a_ttl_check_is_the_instance_ttl_and_tcp_checks_become_checks():
     event = Register.model_validate(register_payload(body, default_address="10.0.0.9"))
     assert (event.instance_id, event.address, event.ttl_s) == ("db", "10.0.0.9", 30)
     assert [(c.id, c.tcp, c.interval_s) for c in event.checks] == [("service-db-2", "db:5432", 5)]
+    # As Consul: a TTL check is critical until its first pass (unless `Status` says), and with
+    # no DeregisterCriticalServiceAfter a critical one stays (govbus: its longest, 7 days).
+    assert (event.status, event.deregister_after_s) == ("critical", 7 * 86_400)
+
+
+def test_a_ttl_checks_status_and_deregistration_as_given():
+    body = {"Name": "db", "Port": 1, "Check": {"TTL": "30s", "Status": "passing",
+                                                "DeregisterCriticalServiceAfter": "5m"}}  # fmt: skip
+    event = Register.model_validate(register_payload(body, default_address="10.0.0.9"))
+    assert (event.status, event.deregister_after_s) == ("passing", 300)
+    # Without a TTL check nothing is reported at registration: its checks decide.
+    plain = Register.model_validate(
+        register_payload({"Name": "db", "Port": 1}, default_address="h")
+    )
+    assert (plain.status, plain.ttl_s, plain.deregister_after_s) == ("passing", 0, 90)
 
 
 @pytest.mark.parametrize(
@@ -52,6 +67,17 @@ def test_a_ttl_check_is_the_instance_ttl_and_tcp_checks_become_checks():
         ({"Name": "web", "Port": 1, "Check": {"TCP": "x:1", "Interval": "10 s"}}, "Check.Interval"),
         ({"Name": "web", "Port": 1, "Checks": [{"GRPC": "x:1", "Interval": "1s"}]}, "Checks.0"),
         ({"Name": "web", "Port": 1, "Checks": {"TTL": "1s"}}, "Checks"),
+        ({"Name": "web", "Port": 1, "Check": {"TTL": "1s", "Status": "up"}}, "Check.Status"),
+        # One TTL an instance: a pass must say which; two are refused, not merged.
+        (
+            {
+                "Name": "web",
+                "Port": 1,
+                "Check": {"TTL": "60s", "CheckID": "mine"},
+                "Checks": [{"CheckID": "other", "TTL": "5s"}],
+            },
+            "Checks.0",
+        ),
     ],
 )
 def test_what_govbus_cannot_take_names_the_field_as_sent(body, field):

@@ -315,3 +315,15 @@ def test_entry_memory_is_under_a_kilobyte():
     tracemalloc.stop()
     print(f"\n{per_instance:.0f} bytes per instance")
     assert per_instance < 1024
+
+
+def test_a_registration_may_start_with_a_reported_status():
+    reg = Registry()
+    assert transitions(register(reg, "a", status="critical")) == [
+        ("a", None, "critical", "registered")
+    ]
+    assert transitions(beat(reg, "a", 1)) == [("a", "critical", "passing", "reported")]
+    # registering again says again what it reports
+    assert transitions(register(reg, "a", 2, status="warning")) == [
+        ("a", "passing", "warning", "reregistered")
+    ]

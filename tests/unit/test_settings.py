@@ -46,3 +46,29 @@ def test_pairs_and_values_are_one_clean_line(overrides, message):
     with pytest.raises(ConfigError) as caught:
         load_settings(**overrides)
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("value", "up", "edge"),
+    [
+        (None, "127.0.0.1:8600", None),
+        ("", "127.0.0.1:8600", None),
+        (" OFF ", None, None),
+        ("off", None, None),
+        (" 0.0.0.0:53 ", "0.0.0.0:53", "0.0.0.0:53"),
+    ],
+)
+def test_the_dns_address_of_govbus_up_and_of_an_edge(monkeypatch, value, up, edge):
+    monkeypatch.delenv("GOVBUS_DNS", raising=False)
+    if value is not None:
+        monkeypatch.setenv("GOVBUS_DNS", value)
+    settings = load_settings()
+    assert settings.dns_address(embedded=True) == up
+    assert settings.dns_address(embedded=False) == edge
+
+
+@pytest.mark.parametrize("value", ["localhost", ":8600", "127.0.0.1:0", "127.0.0.1:70000"])
+def test_a_bad_dns_address_is_one_line(monkeypatch, value):
+    monkeypatch.setenv("GOVBUS_DNS", value)
+    with pytest.raises(ConfigError, match=r"^GOVBUS_DNS: must be HOST:PORT .* or off$"):
+        load_settings()
