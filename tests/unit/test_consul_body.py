@@ -47,8 +47,8 @@ def test_a_ttl_check_is_the_instance_ttl_and_tcp_checks_become_checks():
 
 
 def test_a_ttl_checks_status_and_deregistration_as_given():
-    body = {"Name": "db", "Port": 1, "Check": {"TTL": "30s", "Status": "passing",
-                                                "DeregisterCriticalServiceAfter": "5m"}}  # fmt: skip
+    check = {"TTL": "30s", "Status": "passing", "DeregisterCriticalServiceAfter": "5m"}
+    body = {"Name": "db", "Port": 1, "Check": check}
     event = Register.model_validate(register_payload(body, default_address="10.0.0.9"))
     assert (event.status, event.deregister_after_s) == ("passing", 300)
     # Without a TTL check nothing is reported at registration: its checks decide.
