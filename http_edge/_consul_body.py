@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from http_edge.models import go_duration_s
+
 __all__ = ["ConsulInvalid", "register_payload", "ttl_check_instance"]
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _CHECK_ID = re.compile(r"[^A-Za-z0-9._-]+")
 _OTHER_KINDS = ("grpc", "script", "args", "dockercontainerid", "h2ping", "udp", "aliasservice")
 TTL_STATUSES = ("passing", "warning", "critical")
@@ -44,10 +44,9 @@ def duration_s(value: Any, field: str) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
-        text = value.strip()
-        parts = _DURATION.findall(text)
-        if parts and "".join(n + u for n, u in parts) == text:
-            return sum(float(n) * _UNIT_S[u] for n, u in parts)
+        seconds = go_duration_s(value.strip())
+        if seconds is not None:
+            return seconds
     raise ConsulInvalid(field, f'must be a duration such as "10s" or "1m30s", not {value!r}')
 
 

@@ -129,9 +129,18 @@ class InstanceAction(_Strict):
     service: ServiceName | None = None
 
 
-_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?(?:ns|us|µs|ms|s|m|h))+|[0-9]+(?:\.[0-9]*)?")
+_GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
+# What `wait` takes (also its JSON Schema pattern): Go durations, or a bare number of seconds.
+_WAIT = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?(?:ns|us|µs|ms|s|m|h))+|[0-9]+(?:\.[0-9]*)?")
+
+
+def go_duration_s(text: str) -> float | None:
+    """Go's duration syntax (`10s`, `1m30s`, `500ms`) in seconds; None if `text` is not one."""
+    parts = _GO_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
 
 
 def parse_wait(value: object) -> float:
@@ -139,11 +148,10 @@ def parse_wait(value: object) -> float:
     `60000ms`, `1m30s`; a bare number is seconds), in seconds. Longer than 10 minutes is
     cut to 10 minutes (Consul does the same)."""
     text = str(value).strip()
-    if len(text) > 32 or not _DURATION.fullmatch(text):
+    if len(text) > 32 or not _WAIT.fullmatch(text):
         raise PydanticCustomError("wait", "must be a duration such as 30s, 5m or 60000ms")
-    parts = _PART.findall(text)
-    seconds = sum(float(n) * _UNIT_S[u] for n, u in parts) if parts else float(text)
-    return min(seconds, 600.0)
+    seconds = go_duration_s(text)
+    return min(float(text) if seconds is None else seconds, 600.0)
 
 
 Wait = Annotated[
