@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol
 
@@ -17,6 +18,17 @@ from govbus.components import COMPONENTS, running_component
 from http_edge import SCOPES, Authenticator, Limits, create_app, mint_token
 
 SECRET = "test-secret-" + "s" * 32
+
+BOTH = ["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
+"""The params of a fixture that runs each test on the embedded bus and on RabbitMQ."""
+
+
+def bus_url(request: pytest.FixtureRequest, unique: str) -> str:
+    """The bus for a `BOTH` fixture's param: embedded, or a vhost of its own on RabbitMQ."""
+    if request.param == "memory":
+        return f"memory://{unique}"
+    url: str = request.getfixturevalue("vhost_url")
+    return url
 
 
 def token(*scopes: str, ttl_s: int = 300) -> str:

@@ -14,20 +14,16 @@ import dns.rcode
 import pytest
 
 from tests._dns import ask, records, ttls
-from tests._edge_stack import Stack, edge_stack
+from tests._edge_stack import BOTH, Stack, bus_url, edge_stack
 from tests._wait import eventually
 
 pytestmark = pytest.mark.asyncio
 
 
-@pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+@pytest.fixture(params=BOTH)
 async def both_stack(request, tmp_path, unique):
     """The edge with DNS on a free port, on the embedded bus and on RabbitMQ."""
-    if request.param == "memory":
-        url = f"memory://{unique}"
-    else:
-        url = request.getfixturevalue("vhost_url")
-    async with edge_stack(url, tmp_path, dns="127.0.0.1:0") as s:
+    async with edge_stack(bus_url(request, unique), tmp_path, dns="127.0.0.1:0") as s:
         yield s
 
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from http_edge import Limits
-from tests._edge_stack import SECRET, bearer, edge_stack
+from tests._edge_stack import BOTH, SECRET, bearer, bus_url, edge_stack
 from tests._wait import eventually
 
 pytestmark = pytest.mark.asyncio
@@ -42,14 +42,10 @@ async def stack(tmp_path, unique):
         yield s
 
 
-@pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+@pytest.fixture(params=BOTH)
 async def both_stack(request, tmp_path, unique):
     """The same test on the embedded bus and on RabbitMQ (a vhost of its own)."""
-    if request.param == "memory":
-        url = f"memory://{unique}"
-    else:
-        url = request.getfixturevalue("vhost_url")
-    async with edge_stack(url, tmp_path) as s:
+    async with edge_stack(bus_url(request, unique), tmp_path) as s:
         yield s
 
 

@@ -19,7 +19,7 @@ from http_edge import Limits, create_app
 from http_edge._context import Edge
 from http_edge.server import EdgeServer
 from schemas.registry import Deregister, Heartbeat, Register
-from tests._edge_stack import SECRET, Stack, bearer, edge_stack
+from tests._edge_stack import BOTH, SECRET, Stack, bearer, bus_url, edge_stack
 from tests._proxy import TcpProxy
 from tests._wait import eventually
 from tests.e2e._up import free_port
@@ -63,11 +63,9 @@ def watchers_on(stack: Stack, service: str) -> int:
     return slot.waiting if slot is not None else 0
 
 
-@pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+@pytest.fixture(params=BOTH)
 async def stack(request, tmp_path, unique):
-    url = (
-        f"memory://{unique}" if request.param == "memory" else request.getfixturevalue("vhost_url")
-    )
+    url = bus_url(request, unique)
     async with edge_stack(url, tmp_path, workers=("discovery",), limits=NO_AGEING) as s:
         yield s
 
