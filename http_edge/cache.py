@@ -196,53 +196,50 @@ class RegistryCache:
     # -- reads ------------------------------------------------------------------------------
 
     async def service(
-        self, name: str, *, consistent: bool = False, traceparent: str | None = None
+        self,
+        name: str,
+        *,
+        index: int | None = None,
+        wait_s: float = 300.0,
+        consistent: bool = False,
+        traceparent: str | None = None,
     ) -> ServiceView:
-        """The worker's answer for one service (all its instances, unfiltered). Raises
-        `NotFound` (with the service's `index` in its details) for an unknown service.
-        `traceparent` goes with the RPC if this read makes one (a fill shared by several
-        reads carries the first one's)."""
-        answer = await self._read(name, consistent, traceparent)
+        """The worker's answer for one service (all its instances, unfiltered); with `index`,
+        once the service's index passes it, or after `wait_s` (jittered) as it is then.
+
+        Raises `NotFound` (with the service's `index` in its details) for an unknown service.
+        `traceparent` goes with the RPC if this read makes one (a fill shared by several reads
+        carries the first one's)."""
+        answer = await self._answer(name, index, wait_s, consistent, traceparent)
         if isinstance(answer, NotFound):
             raise answer
         assert isinstance(answer, ServiceView)
         return answer
 
     async def services(
-        self, *, consistent: bool = False, traceparent: str | None = None
-    ) -> ServicesView:
-        answer = await self._read(_ALL, consistent, traceparent)
-        assert isinstance(answer, ServicesView)
-        return answer
-
-    async def wait_service(
         self,
-        name: str,
-        index: int,
-        wait_s: float,
         *,
-        consistent: bool = False,
-        traceparent: str | None = None,
-    ) -> ServiceView:
-        """As `service`, once its index passes `index`, or after `wait_s` (jittered) with the
-        answer as it is then."""
-        answer = await self._wait(name, index, wait_s, consistent, traceparent)
-        if isinstance(answer, NotFound):
-            raise answer
-        assert isinstance(answer, ServiceView)
-        return answer
-
-    async def wait_services(
-        self,
-        index: int,
-        wait_s: float,
-        *,
+        index: int | None = None,
+        wait_s: float = 300.0,
         consistent: bool = False,
         traceparent: str | None = None,
     ) -> ServicesView:
-        answer = await self._wait(_ALL, index, wait_s, consistent, traceparent)
+        """The summary of every service, as `service` (its index: the last change to any)."""
+        answer = await self._answer(_ALL, index, wait_s, consistent, traceparent)
         assert isinstance(answer, ServicesView)
         return answer
+
+    async def _answer(
+        self,
+        key: str,
+        index: int | None,
+        wait_s: float,
+        consistent: bool,
+        traceparent: str | None,
+    ) -> ServiceView | ServicesView | NotFound:
+        if index is None:
+            return await self._read(key, consistent, traceparent)
+        return await self._wait(key, index, wait_s, consistent, traceparent)
 
     async def _wait(
         self, key: str, index: int, wait_s: float, consistent: bool, traceparent: str | None

@@ -49,7 +49,6 @@ from schemas.rpc import (
     InstanceRequest,
     InstanceView,
     RegistryView,
-    ServicesView,
     ServiceView,
     StateRequest,
 )
@@ -82,15 +81,14 @@ def _check_dc(query: ConsulQuery) -> str:
 async def _service_view(name: str, query: ConsulQuery) -> ServiceView | None:
     """The service as the cache has it (blocking with `index`), or None when unknown; sets
     the answer's index either way."""
-    cache = edge().cache
-    index = query.blocking_index()
     try:
-        if index is None:
-            view = await cache.service(name, consistent=query.consistent, traceparent=g.traceparent)
-        else:
-            view = await cache.wait_service(
-                name, index, query.wait, consistent=query.consistent, traceparent=g.traceparent
-            )
+        view = await edge().cache.service(
+            name,
+            index=query.blocking_index(),
+            wait_s=query.wait,
+            consistent=query.consistent,
+            traceparent=g.traceparent,
+        )
     except NotFound as exc:
         g.consul_index = index_of(exc)
         return None
@@ -102,7 +100,7 @@ async def _state(query: ConsulQuery) -> RegistryView:
     """Every instance; with `index`, once the registry's index passes it (or `wait`)."""
     index = query.blocking_index()
     if index is not None:
-        await edge().cache.wait_services(index, query.wait, traceparent=g.traceparent)
+        await edge().cache.services(index=index, wait_s=query.wait, traceparent=g.traceparent)
     view = await call("discovery.state", StateRequest(), RegistryView)
     g.consul_index = view.index
     return view
@@ -158,15 +156,12 @@ async def consul_catalog_services(query: ConsulQuery) -> Response:
                 tags = found.setdefault(instance.service, [])
                 tags += [t for t in instance.tags if t not in tags]
         return _json(found)
-    cache = edge().cache
-    index = query.blocking_index()
-    view: ServicesView
-    if index is None:
-        view = await cache.services(consistent=query.consistent, traceparent=g.traceparent)
-    else:
-        view = await cache.wait_services(
-            index, query.wait, consistent=query.consistent, traceparent=g.traceparent
-        )
+    view = await edge().cache.services(
+        index=query.blocking_index(),
+        wait_s=query.wait,
+        consistent=query.consistent,
+        traceparent=g.traceparent,
+    )
     g.consul_index = view.index
     return _json({s.service: list(s.tags) for s in view.services})
 

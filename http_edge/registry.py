@@ -62,13 +62,12 @@ def _freshness(view: ServicesView | ServiceView | InstanceView) -> dict[str, str
     bus=True,
 )
 async def services(query: Blocking) -> Response:
-    cache = edge().cache
-    if query.index is None:
-        view = await cache.services(consistent=query.consistent, traceparent=g.traceparent)
-    else:
-        view = await cache.wait_services(
-            query.index, query.wait, consistent=query.consistent, traceparent=g.traceparent
-        )
+    view = await edge().cache.services(
+        index=query.index,
+        wait_s=query.wait,
+        consistent=query.consistent,
+        traceparent=g.traceparent,
+    )
     return json_response(view, headers=_freshness(view))
 
 
@@ -85,16 +84,13 @@ async def services(query: Blocking) -> Response:
 async def service(name: str, query: ServiceQuery) -> Response:
     cache = edge().cache
     try:
-        if query.index is None:
-            view = await cache.service(name, consistent=query.consistent, traceparent=g.traceparent)
-        else:
-            view = await cache.wait_service(
-                name,
-                query.index,
-                query.wait,
-                consistent=query.consistent,
-                traceparent=g.traceparent,
-            )
+        view = await cache.service(
+            name,
+            index=query.index,
+            wait_s=query.wait,
+            consistent=query.consistent,
+            traceparent=g.traceparent,
+        )
     except NotFound as exc:
         # Its index too: a reader may block until the service comes (`?index=` of this one).
         problem = from_bus_error(exc)
